@@ -1,0 +1,111 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Our own targets compile with warnings as errors (STYLE.md); dependencies are left alone.
+let strict: [SwiftSetting] = [.unsafeFlags(["-warnings-as-errors"])]
+
+let package = Package(
+    name: "BusyLamp",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "busylamp", targets: ["busylamp"]),
+        .library(name: "SIPCore", targets: ["SIPCore"]),
+        .library(name: "SIPTransactions", targets: ["SIPTransactions"]),
+        .library(name: "SIPAuth", targets: ["SIPAuth"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // MARK: SIP stack (no event loops: values and state machines only)
+        .target(
+            name: "SIPCore",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SIPTransactions",
+            dependencies: ["SIPCore"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "SIPAuth",
+            dependencies: ["SIPCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+
+        // MARK: The domain: directory, registrar, later subscriptions and calls
+        .target(
+            name: "BusyLampCore",
+            dependencies: [
+                "SIPCore", "SIPTransactions", "SIPAuth",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: I/O at the edge
+        .target(
+            name: "SIPTransportNIO",
+            dependencies: [
+                "SIPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BusyLampStore",
+            dependencies: ["BusyLampCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BusyLampServer",
+            dependencies: [
+                "SIPCore", "SIPTransactions", "SIPAuth", "BusyLampCore", "SIPTransportNIO", "BusyLampStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "busylamp",
+            dependencies: [
+                "BusyLampServer", "BusyLampStore", "BusyLampCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: Tests mirror the sources
+        .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SIPTransactionsTests", dependencies: ["SIPTransactions"]),
+        .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
+        .testTarget(name: "BusyLampCoreTests", dependencies: ["BusyLampCore"]),
+        .testTarget(name: "BusyLampStoreTests", dependencies: ["BusyLampStore"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "SIPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ]
+)

@@ -1,0 +1,66 @@
+import NIOCore
+
+extension SIPRequest {
+    /// The request on the wire, with `Content-Length` set to the body's size.
+    public func serialize(into buffer: inout ByteBuffer) {
+        buffer.writeString(method.rawValue)
+        buffer.writeStaticString(" ")
+        buffer.writeString(uri.description)
+        buffer.writeStaticString(" SIP/2.0\r\n")
+        writeHeadersAndBody(headers: headers, body: body, into: &buffer)
+    }
+
+    public var serializedBytes: [UInt8] {
+        var buffer = ByteBufferAllocator().buffer(capacity: 512 + body.count)
+        serialize(into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+}
+
+extension SIPResponse {
+    /// The response on the wire, with `Content-Length` set to the body's size.
+    public func serialize(into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("SIP/2.0 ")
+        buffer.writeString(String(statusCode))
+        buffer.writeStaticString(" ")
+        buffer.writeString(reasonPhrase)
+        buffer.writeStaticString("\r\n")
+        writeHeadersAndBody(headers: headers, body: body, into: &buffer)
+    }
+
+    public var serializedBytes: [UInt8] {
+        var buffer = ByteBufferAllocator().buffer(capacity: 512 + body.count)
+        serialize(into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+}
+
+extension SIPMessage {
+    public func serialize(into buffer: inout ByteBuffer) {
+        switch self {
+        case .request(let request): request.serialize(into: &buffer)
+        case .response(let response): response.serialize(into: &buffer)
+        }
+    }
+
+    public var serializedBytes: [UInt8] {
+        switch self {
+        case .request(let request): return request.serializedBytes
+        case .response(let response): return response.serializedBytes
+        }
+    }
+}
+
+private func writeHeadersAndBody(headers: SIPHeaders, body: [UInt8], into buffer: inout ByteBuffer) {
+    for field in headers where field.name != .contentLength {
+        buffer.writeString(field.name.canonical)
+        buffer.writeStaticString(": ")
+        buffer.writeString(field.value)
+        buffer.writeStaticString("\r\n")
+    }
+    // Always present: RFC 3261 §20.14 requires it on stream transports, and it costs nothing on UDP.
+    buffer.writeStaticString("Content-Length: ")
+    buffer.writeString(String(body.count))
+    buffer.writeStaticString("\r\n\r\n")
+    buffer.writeBytes(body)
+}

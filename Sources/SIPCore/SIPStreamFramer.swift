@@ -1,0 +1,125 @@
+/// Cuts a byte stream (TCP, TLS) into SIP messages by Content-Length (RFC 3261 §18.3), and
+/// recognises RFC 5626 §4.4.1 keep-alives between messages.
+///
+/// Feed it bytes as they arrive (`append`) and pull what is complete (`next`). It holds at most
+/// `limits.maximumMessageSize` bytes for one message: a peer that sends more, or a header
+/// section without an end, is a framing error after which the connection must close.
+public struct SIPStreamFramer: Sendable {
+    public enum Frame: Sendable, Equatable {
+        /// The bytes of one complete message, ready for `SIPParser` with `.stream` framing.
+        case message([UInt8])
+        /// A `CRLFCRLF` ping: answer it with a single `CRLF` pong.
+        case keepAlivePing
+    }
+
+    public enum FramingError: Error, Sendable, Equatable {
+        /// The header section or the message is larger than the limit.
+        case messageTooLarge
+        /// Content-Length is missing or not a number: the stream cannot be resynchronised.
+        case badContentLength
+    }
+
+    public let limits: SIPParserLimits
+    private var buffer: [UInt8] = []
+    private var readIndex = 0
+
+    public init(limits: SIPParserLimits = .default) { self.limits = limits }
+
+    /// Bytes held for an incomplete message.
+    public var bufferedByteCount: Int { buffer.count - readIndex }
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        if readIndex > 0, readIndex == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            readIndex = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next complete frame, or `nil` when more bytes are needed.
+    public mutating func next() throws(FramingError) -> Frame? {
+        // Keep-alives and stray CRLFs between messages.
+        if buffer.count - readIndex >= 4, buffer[readIndex] == .cr, buffer[readIndex + 1] == .lf,
+            buffer[readIndex + 2] == .cr, buffer[readIndex + 3] == .lf
+        {
+            readIndex += 4
+            compact()
+            return .keepAlivePing
+        }
+        while readIndex < buffer.count, buffer[readIndex] == .cr || buffer[readIndex] == .lf {
+            // A lone CRLF (a pong, or a partial ping): only skip when not possibly a ping prefix.
+            if buffer.count - readIndex < 4 { return nil }
+            readIndex += 1
+        }
+        guard readIndex < buffer.count else { return nil }
+
+        guard let headerEnd = findHeaderEnd() else {
+            if buffer.count - readIndex > limits.maximumMessageSize { throw .messageTooLarge }
+            return nil
+        }
+        guard let contentLength = contentLength(headerSection: readIndex..<headerEnd.lowerBound) else {
+            throw .badContentLength
+        }
+        let total = headerEnd.upperBound - readIndex + contentLength
+        guard total <= limits.maximumMessageSize else { throw .messageTooLarge }
+        guard buffer.count - readIndex >= total else { return nil }
+        let message = Array(buffer[readIndex..<(readIndex + total)])
+        readIndex += total
+        compact()
+        return .message(message)
+    }
+
+    private mutating func compact() {
+        if readIndex > 4096, readIndex * 2 > buffer.count {
+            buffer.removeSubrange(0..<readIndex)
+            readIndex = 0
+        }
+    }
+
+    /// The range of the blank line (`CRLFCRLF`, or bare `LFLF`) that ends the header section.
+    private func findHeaderEnd() -> Range<Int>? {
+        var index = readIndex
+        while index < buffer.count {
+            if buffer[index] == .lf {
+                if index + 1 < buffer.count, buffer[index + 1] == .lf { return index..<(index + 2) }
+                if index + 2 < buffer.count, buffer[index + 1] == .cr, buffer[index + 2] == .lf {
+                    return index..<(index + 3)
+                }
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    private func contentLength(headerSection: Range<Int>) -> Int? {
+        var lineStart = headerSection.lowerBound
+        var found: Int?
+        var index = headerSection.lowerBound
+        while index <= headerSection.upperBound {
+            if index == headerSection.upperBound || buffer[index] == .lf {
+                if let value = contentLengthValue(line: lineStart..<index) {
+                    guard found == nil || found == value else { return nil }
+                    found = value
+                } else if isContentLengthLine(lineStart..<index) {
+                    return nil
+                }
+                lineStart = index + 1
+            }
+            index += 1
+        }
+        return found
+    }
+
+    private func isContentLengthLine(_ line: Range<Int>) -> Bool {
+        guard let colon = buffer[line].firstIndex(of: .colon) else { return false }
+        let name = String(decoding: buffer[line.lowerBound..<colon], as: UTF8.self).trimmingSIPWhitespace()
+        return SIPHeaderName(name) == .contentLength
+    }
+
+    private func contentLengthValue(line: Range<Int>) -> Int? {
+        guard isContentLengthLine(line), let colon = buffer[line].firstIndex(of: .colon) else { return nil }
+        let value = String(decoding: buffer[(colon + 1)..<line.upperBound], as: UTF8.self).trimmingSIPWhitespace()
+        guard !value.isEmpty, value.utf8.count <= 9, value.utf8.allSatisfy({ $0.isASCIIDigit }) else { return nil }
+        return Int(value)
+    }
+}

@@ -102,6 +102,10 @@ public struct DigestCredentials: Sendable, Hashable {
             guard (1...8).contains(nc.utf8.count), nc.utf8.allSatisfy(\.isHexDigit) else {
                 throw DigestCredentialsError(.invalidNonceCount, "nc is not 1 to 8 hex digits")
             }
+            // RFC 7616 §3.4: nc counts requests "including the current request", so it starts at 1.
+            guard UInt32(nc, radix: 16) != 0 else {
+                throw DigestCredentialsError(.invalidNonceCount, "nc is zero")
+            }
             nonceCountText = nc
         } else {
             qop = nil

@@ -32,7 +32,10 @@ public struct DigestAuthenticator: Sendable {
 
     /// As `challengeHeaders(stale:now:)`, for another realm and with given randomness.
     public func challengeHeaders<R: RandomNumberGenerator>(
-        realm: String, stale: Bool, now: Date, using generator: inout R
+        realm: String,
+        stale: Bool,
+        now: Date,
+        using generator: inout R
     ) -> [String] {
         verifier.challenges(realm: realm, stale: stale, now: now, using: &generator).map(\.headerValue)
     }
@@ -72,9 +75,13 @@ public struct DigestAuthenticator: Sendable {
                     continue
                 }
                 return verifier.verify(
-                    credentials, method: request.method.rawValue, realm: realm, now: now, ha1Lookup: ha1Lookup
+                    credentials,
+                    method: request.method.rawValue,
+                    realm: realm,
+                    now: now,
+                    ha1Lookup: ha1Lookup
                 )
-            } catch where error.code == .notDigest {
+            } catch  where error.code == .notDigest {
                 continue  // a Basic (or other) credential alone is as good as none
             } catch {
                 if firstError == nil { firstError = error }

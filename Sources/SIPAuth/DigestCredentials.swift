@@ -23,9 +23,16 @@ public struct DigestCredentials: Sendable, Hashable {
     public var nonceCountText: String?
 
     public init(
-        username: String, realm: String, nonce: String, uri: String, response: String,
-        algorithm: DigestAlgorithm = .md5, cnonce: String? = nil, opaque: String? = nil,
-        qop: String? = nil, nonceCountText: String? = nil
+        username: String,
+        realm: String,
+        nonce: String,
+        uri: String,
+        response: String,
+        algorithm: DigestAlgorithm = .md5,
+        cnonce: String? = nil,
+        opaque: String? = nil,
+        qop: String? = nil,
+        nonceCountText: String? = nil
     ) {
         self.username = username
         self.realm = realm
@@ -175,7 +182,10 @@ struct AuthParamScanner {
                 throw DigestCredentialsError(.duplicateParameter, "\(name) appears twice")
             }
             guard parameters.count < DigestCredentials.Limits.maximumParameterCount else {
-                throw DigestCredentialsError(.tooLong, "more than \(DigestCredentials.Limits.maximumParameterCount) parameters")
+                throw DigestCredentialsError(
+                    .tooLong,
+                    "more than \(DigestCredentials.Limits.maximumParameterCount) parameters"
+                )
             }
             parameters[name] = value
 
@@ -251,7 +261,8 @@ struct AuthParamScanner {
     /// Folded lines arrive joined by the SIPCore parser, but a value built by hand may hold
     /// CR LF followed by space (LWS); treat all of them as white space.
     private func isWhitespace(_ byte: UInt8) -> Bool {
-        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n")
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
+            || byte == UInt8(ascii: "\n")
     }
 
     private func isControl(_ byte: UInt8) -> Bool {

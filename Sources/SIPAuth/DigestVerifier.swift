@@ -49,20 +49,29 @@ public struct DigestVerifier: Sendable {
     public init(policy: DigestPolicy = .default, secret: [UInt8]) {
         self.policy = policy
         self.nonces = NonceManager(
-            secret: secret, lifetime: policy.nonceLifetime, maximumTrackedNonces: policy.maximumTrackedNonces
+            secret: secret,
+            lifetime: policy.nonceLifetime,
+            maximumTrackedNonces: policy.maximumTrackedNonces
         )
     }
 
     /// One challenge per offered algorithm, in the policy's order, all with one new nonce.
     public func challenges<R: RandomNumberGenerator>(
-        realm: String, stale: Bool, now: Date, using generator: inout R
+        realm: String,
+        stale: Bool,
+        now: Date,
+        using generator: inout R
     ) -> [DigestChallenge] {
         let nonce = nonces.issueNonce(realm: realm, now: now, using: &generator)
         let opaque = nonces.opaque(realm: realm)
         return policy.algorithms.map { algorithm in
             DigestChallenge(
-                realm: realm, nonce: nonce, opaque: opaque, algorithm: algorithm,
-                offersQualityOfProtection: true, stale: stale
+                realm: realm,
+                nonce: nonce,
+                opaque: opaque,
+                algorithm: algorithm,
+                offersQualityOfProtection: true,
+                stale: stale
             )
         }
     }
@@ -77,7 +86,12 @@ public struct DigestVerifier: Sendable {
     ) -> DigestOutcome {
         guard credentials.realm == realm else { return .realmMismatch }
         guard policy.algorithms.contains(credentials.algorithm) else {
-            return .malformed(DigestCredentialsError(.algorithmNotOffered, "algorithm \(credentials.algorithm.rawValue) is not offered"))
+            return .malformed(
+                DigestCredentialsError(
+                    .algorithmNotOffered,
+                    "algorithm \(credentials.algorithm.rawValue) is not offered"
+                )
+            )
         }
         let qop = credentials.qop.flatMap { _ in
             credentials.nonceCountText.flatMap { nc in
@@ -97,7 +111,11 @@ public struct DigestVerifier: Sendable {
 
         guard let ha1 = ha1Lookup(credentials.username, credentials.algorithm) else { return .wrongCredentials }
         let expected = credentials.algorithm.response(
-            ha1: ha1, nonce: credentials.nonce, method: method, digestURI: credentials.uri, qop: qop
+            ha1: ha1,
+            nonce: credentials.nonce,
+            method: method,
+            digestURI: credentials.uri,
+            qop: qop
         )
         guard constantTimeEqual(expected.utf8, credentials.response.lowercased().utf8) else { return .wrongCredentials }
 

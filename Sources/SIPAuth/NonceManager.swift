@@ -78,8 +78,15 @@ public struct NonceManager: Sendable {
     ///     at start (`NonceManager.makeSecret()`), so nonces do not survive a restart.
     ///   - lifetime: how long a nonce is fresh (`DigestPolicy.nonceLifetime`).
     ///   - maximumTrackedNonces: see `DigestPolicy.maximumTrackedNonces`.
-    public init(secret: [UInt8], lifetime: Duration = .seconds(300), maximumTrackedNonces: Int = DigestPolicy.defaultMaximumTrackedNonces) {
-        precondition(secret.count >= Self.minimumSecretLength, "nonce secret shorter than \(Self.minimumSecretLength) bytes")
+    public init(
+        secret: [UInt8],
+        lifetime: Duration = .seconds(300),
+        maximumTrackedNonces: Int = DigestPolicy.defaultMaximumTrackedNonces
+    ) {
+        precondition(
+            secret.count >= Self.minimumSecretLength,
+            "nonce secret shorter than \(Self.minimumSecretLength) bytes"
+        )
         precondition(maximumTrackedNonces > 0, "maximumTrackedNonces must be positive")
         self.secret = secret
         lifetimeSeconds = max(1, lifetime.components.seconds)
@@ -140,7 +147,12 @@ public struct NonceManager: Sendable {
     /// (including the current request) that the client has sent with the nonce value in this
     /// request." Remembering the highest count seen lets a server refuse a replayed request
     /// (RFC 7616 §5, paraphrased).
-    public mutating func acceptNonceCount(_ count: UInt32, for nonce: String, realm: String, now: Date) -> NonceCountDecision {
+    public mutating func acceptNonceCount(
+        _ count: UInt32,
+        for nonce: String,
+        realm: String,
+        now: Date
+    ) -> NonceCountDecision {
         if var entry = entries[nonce] {
             guard count > entry.highestCount else { return .replayed }
             entry.highestCount = count
@@ -167,7 +179,7 @@ public struct NonceManager: Sendable {
     private func issueTime(of nonce: String, realm: String) -> Int64? {
         // Cheap checks first: a hostile nonce costs a length test, not a decode and an HMAC.
         guard nonce.utf8.count == Base64URL.encodedLength(Self.nonceByteCount),
-              let bytes = Base64URL.decode(nonce), bytes.count == Self.nonceByteCount
+            let bytes = Base64URL.decode(nonce), bytes.count == Self.nonceByteCount
         else { return nil }
         let signed = Array(bytes.prefix(Self.timestampByteCount + Self.randomByteCount))
         let presented = bytes.suffix(Self.macByteCount)
@@ -265,7 +277,8 @@ enum Base64URL {
         var index = 0
         while index < sextets.count {
             let remaining = sextets.count - index
-            let s0 = sextets[index], s1 = sextets[index + 1]
+            let s0 = sextets[index]
+            let s1 = sextets[index + 1]
             let s2: UInt8 = remaining > 2 ? sextets[index + 2] : 0
             let s3: UInt8 = remaining > 3 ? sextets[index + 3] : 0
             out.append(s0 << 2 | s1 >> 4)

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import SIPAuth
 
 /// The worked examples printed in the RFCs, reproduced exactly.
@@ -15,7 +16,10 @@ import Testing
     func rfc7616WorkedExample(algorithm: DigestAlgorithm, printedResponse: String) {
         let ha1 = algorithm.ha1(username: "Mufasa", realm: "http-auth@example.org", password: "Circle of Life")
         let response = algorithm.response(
-            ha1: ha1, nonce: Self.rfc7616Nonce, method: "GET", digestURI: "/dir/index.html",
+            ha1: ha1,
+            nonce: Self.rfc7616Nonce,
+            method: "GET",
+            digestURI: "/dir/index.html",
             qop: .init(nonceCount: "00000001", cnonce: Self.rfc7616CNonce)
         )
         #expect(response == printedResponse)
@@ -44,9 +48,16 @@ import Testing
         let credentials = try DigestCredentials(parsing: header)
         #expect(credentials.algorithm.rawValue == algorithmName)
         #expect(credentials.opaque == "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS")
-        let ha1 = credentials.algorithm.ha1(username: credentials.username, realm: credentials.realm, password: "Circle of Life")
+        let ha1 = credentials.algorithm.ha1(
+            username: credentials.username,
+            realm: credentials.realm,
+            password: "Circle of Life"
+        )
         let recomputed = credentials.algorithm.response(
-            ha1: ha1, nonce: credentials.nonce, method: "GET", digestURI: credentials.uri,
+            ha1: ha1,
+            nonce: credentials.nonce,
+            method: "GET",
+            digestURI: credentials.uri,
             qop: .init(nonceCount: try #require(credentials.nonceCountText), cnonce: try #require(credentials.cnonce))
         )
         #expect(recomputed == credentials.response)
@@ -56,7 +67,10 @@ import Testing
     @Test func rfc2617Example() {
         let ha1 = DigestAlgorithm.md5.ha1(username: "Mufasa", realm: "testrealm@host.com", password: "Circle Of Life")
         let response = DigestAlgorithm.md5.response(
-            ha1: ha1, nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093", method: "GET", digestURI: "/dir/index.html",
+            ha1: ha1,
+            nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            method: "GET",
+            digestURI: "/dir/index.html",
             qop: .init(nonceCount: "00000001", cnonce: "0a4f113b")
         )
         #expect(response == "6629fae49393a05397450978507c4ef1")
@@ -67,7 +81,11 @@ import Testing
     @Test func rfc2069ExampleWithoutQOP() {
         let ha1 = DigestAlgorithm.md5.ha1(username: "Mufasa", realm: "testrealm@host.com", password: "CircleOfLife")
         let response = DigestAlgorithm.md5.response(
-            ha1: ha1, nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093", method: "GET", digestURI: "/dir/index.html", qop: nil
+            ha1: ha1,
+            nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            method: "GET",
+            digestURI: "/dir/index.html",
+            qop: nil
         )
         #expect(response == "1949323746fe6a43ef61f9606e7febea")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import SIPCore
 import Testing
+
 @testable import SIPAuth
 
 /// The facade as the server uses it: challenge headers out, a request's headers in.
@@ -27,12 +28,21 @@ import Testing
         #expect(headers.count == 2)
         let nonce = try #require(parameter("nonce", in: headers[0]))
         let opaque = try #require(parameter("opaque", in: headers[0]))
-        #expect(headers[0] == #"Digest realm="sip.busylamp.test", nonce="\#(nonce)", opaque="\#(opaque)", algorithm=MD5, qop="auth""#)
-        #expect(headers[1] == #"Digest realm="sip.busylamp.test", nonce="\#(nonce)", opaque="\#(opaque)", algorithm=SHA-256, qop="auth""#)
+        #expect(
+            headers[0]
+                == #"Digest realm="sip.busylamp.test", nonce="\#(nonce)", opaque="\#(opaque)", algorithm=MD5, qop="auth""#
+        )
+        #expect(
+            headers[1]
+                == #"Digest realm="sip.busylamp.test", nonce="\#(nonce)", opaque="\#(opaque)", algorithm=SHA-256, qop="auth""#
+        )
 
         let stale = makeAuthenticator().challengeHeaders(stale: true, now: testEpoch)
         #expect(stale.allSatisfy { $0.hasSuffix(", stale=TRUE") })
-        let shaOnly = makeAuthenticator(DigestPolicy(algorithms: [.sha256])).challengeHeaders(stale: false, now: testEpoch)
+        let shaOnly = makeAuthenticator(DigestPolicy(algorithms: [.sha256])).challengeHeaders(
+            stale: false,
+            now: testEpoch
+        )
         #expect(shaOnly.count == 1 && shaOnly[0].contains("algorithm=SHA-256"))
     }
 
@@ -42,32 +52,58 @@ import Testing
     @Test func sippStyleExchange() throws {
         var authenticator = makeAuthenticator()
         let first = register([])
-        #expect(authenticator.verify(request: first, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch) == .missingCredentials)
+        #expect(
+            authenticator.verify(request: first, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
+                == .missingCredentials
+        )
 
         let challenges = authenticator.challengeHeaders(stale: false, now: testEpoch)
         let sippTakesTheFirst = challenges[0]
-        let authorization = alice.authorization(challenge: sippTakesTheFirst, method: "REGISTER", uri: "sip:127.0.0.1:5060")
+        let authorization = alice.authorization(
+            challenge: sippTakesTheFirst,
+            method: "REGISTER",
+            uri: "sip:127.0.0.1:5060"
+        )
         #expect(authorization.contains(",nc=00000001,qop=auth,uri=\"sip:127.0.0.1:5060\","))
         let second = register(to: "sip:sip.busylamp.test", [(.authorization, authorization)])
-        #expect(authenticator.verify(request: second, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch + 1)
-            == .authenticated(username: alice.username))
+        #expect(
+            authenticator.verify(request: second, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch + 1)
+                == .authenticated(username: alice.username)
+        )
         // The same message again (a replay, not a retransmission absorbed by the transaction layer).
-        #expect(authenticator.verify(request: second, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch + 2) == .replayed)
+        #expect(
+            authenticator.verify(request: second, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch + 2)
+                == .replayed
+        )
     }
 
     /// A phone reuses a digest uri that is not the Request-URI: accepted, and the hash covers it.
     @Test func digestURIDifferentFromRequestURIIsAccepted() throws {
         var authenticator = makeAuthenticator()
         let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
-        let header = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:old-proxy.example.com;transport=tcp", spacing: " ")
+        let header = alice.authorization(
+            challenge: challenge,
+            method: "REGISTER",
+            uri: "sip:old-proxy.example.com;transport=tcp",
+            spacing: " "
+        )
         let request = register(to: "sip:sip.busylamp.test", [(.authorization, header)])
-        #expect(authenticator.verify(request: request, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .authenticated(username: alice.username))
+        #expect(
+            authenticator.verify(request: request, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
+                == .authenticated(username: alice.username)
+        )
         // Changing the uri after hashing breaks the response.
         let tampered = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:a", nc: 2)
             .replacingOccurrences(of: "uri=\"sip:a\"", with: "uri=\"sip:b\"")
-        #expect(authenticator.verify(request: register([(.authorization, tampered)]), headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .wrongCredentials)
+        #expect(
+            authenticator.verify(
+                request: register([(.authorization, tampered)]),
+                headerName: .authorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch
+            )
+                == .wrongCredentials
+        )
     }
 
     @Test func staleAfterExpiryThenANewNonceWorks() throws {
@@ -75,11 +111,18 @@ import Testing
         let old = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
         let late = register([(.authorization, alice.authorization(challenge: old, method: "REGISTER", uri: "sip:r"))])
         let now = testEpoch + 301
-        #expect(authenticator.verify(request: late, headerName: .authorization, ha1Lookup: ha1Lookup, now: now) == .stale)
+        #expect(
+            authenticator.verify(request: late, headerName: .authorization, ha1Lookup: ha1Lookup, now: now) == .stale
+        )
         let renewed = authenticator.challengeHeaders(stale: true, now: now)
         #expect(renewed[0].hasSuffix("stale=TRUE"))
-        let retry = register([(.authorization, alice.authorization(challenge: renewed[0], method: "REGISTER", uri: "sip:r"))])
-        #expect(authenticator.verify(request: retry, headerName: .authorization, ha1Lookup: ha1Lookup, now: now) == .authenticated(username: alice.username))
+        let retry = register([
+            (.authorization, alice.authorization(challenge: renewed[0], method: "REGISTER", uri: "sip:r"))
+        ])
+        #expect(
+            authenticator.verify(request: retry, headerName: .authorization, ha1Lookup: ha1Lookup, now: now)
+                == .authenticated(username: alice.username)
+        )
     }
 
     @Test func sha256ChallengeIsAccepted() throws {
@@ -87,8 +130,15 @@ import Testing
         let sha = authenticator.challengeHeaders(stale: false, now: testEpoch)[1]
         let header = alice.authorization(challenge: sha, method: "REGISTER", uri: "sip:sip.busylamp.test")
         #expect(header.contains("algorithm=SHA-256"))
-        #expect(authenticator.verify(request: register([(.authorization, header)]), headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .authenticated(username: alice.username))
+        #expect(
+            authenticator.verify(
+                request: register([(.authorization, header)]),
+                headerName: .authorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch
+            )
+                == .authenticated(username: alice.username)
+        )
     }
 
     @Test func wrongPasswordNeverAuthenticates() throws {
@@ -97,8 +147,15 @@ import Testing
         for (index, password) in ["", "alice", "Alice-secret", "alice-secret "].enumerated() {
             let header = TestClient(username: alice.username, password: password)
                 .authorization(challenge: challenge, method: "REGISTER", uri: "sip:r", nc: index + 1)
-            #expect(authenticator.verify(request: register([(.authorization, header)]), headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-                == .wrongCredentials)
+            #expect(
+                authenticator.verify(
+                    request: register([(.authorization, header)]),
+                    headerName: .authorization,
+                    ha1Lookup: ha1Lookup,
+                    now: testEpoch
+                )
+                    == .wrongCredentials
+            )
         }
     }
 
@@ -111,25 +168,54 @@ import Testing
         let request = register([
             (.authorization, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="), (.authorization, theirs), (.authorization, ours),
         ])
-        #expect(authenticator.verify(request: request, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .authenticated(username: alice.username))
+        #expect(
+            authenticator.verify(request: request, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
+                == .authenticated(username: alice.username)
+        )
         // Only another realm's: realm mismatch. Only Basic: as good as none.
-        #expect(authenticator.verify(request: register([(.authorization, theirs)]), headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .realmMismatch)
-        #expect(authenticator.verify(request: register([(.authorization, "Basic eDp5")]), headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .missingCredentials)
+        #expect(
+            authenticator.verify(
+                request: register([(.authorization, theirs)]),
+                headerName: .authorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch
+            )
+                == .realmMismatch
+        )
+        #expect(
+            authenticator.verify(
+                request: register([(.authorization, "Basic eDp5")]),
+                headerName: .authorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch
+            )
+                == .missingCredentials
+        )
         // Proxy-Authorization is a different header: the Authorization one is not looked at.
-        #expect(authenticator.verify(request: register([(.authorization, ours)]), headerName: .proxyAuthorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .missingCredentials)
+        #expect(
+            authenticator.verify(
+                request: register([(.authorization, ours)]),
+                headerName: .proxyAuthorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch
+            )
+                == .missingCredentials
+        )
     }
 
     @Test func proxyAuthorizationIsVerified() throws {
         var authenticator = makeAuthenticator()
         let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
         let header = alice.authorization(challenge: challenge, method: "INVITE", uri: "sip:201@sip.busylamp.test")
-        let invite = SIPRequest(method: .invite, uri: SIPURI("sip:201@sip.busylamp.test")!, headers: SIPHeaders([(.proxyAuthorization, header)]))
-        #expect(authenticator.verify(request: invite, headerName: .proxyAuthorization, ha1Lookup: ha1Lookup, now: testEpoch)
-            == .authenticated(username: alice.username))
+        let invite = SIPRequest(
+            method: .invite,
+            uri: SIPURI("sip:201@sip.busylamp.test")!,
+            headers: SIPHeaders([(.proxyAuthorization, header)])
+        )
+        #expect(
+            authenticator.verify(request: invite, headerName: .proxyAuthorization, ha1Lookup: ha1Lookup, now: testEpoch)
+                == .authenticated(username: alice.username)
+        )
     }
 
     @Test(arguments: [
@@ -139,7 +225,12 @@ import Testing
     ])
     func garbageAuthorizationIsMalformed(value: String) {
         var authenticator = makeAuthenticator()
-        let outcome = authenticator.verify(request: register([(.authorization, value)]), headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
+        let outcome = authenticator.verify(
+            request: register([(.authorization, value)]),
+            headerName: .authorization,
+            ha1Lookup: ha1Lookup,
+            now: testEpoch
+        )
         switch outcome {
         case .malformed(let error): #expect(!error.description.isEmpty)
         case .missingCredentials: #expect(!value.hasPrefix("Digest"))
@@ -151,6 +242,13 @@ import Testing
         var authenticator = makeAuthenticator()
         let other = #"Digest username="x", realm="other", nonce="n", uri="sip:r", response="00""#
         let junk = Array(repeating: (SIPHeaderName.authorization, other), count: 10_000)
-        #expect(authenticator.verify(request: register(junk), headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch) == .realmMismatch)
+        #expect(
+            authenticator.verify(
+                request: register(junk),
+                headerName: .authorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch
+            ) == .realmMismatch
+        )
     }
 }

@@ -1,15 +1,22 @@
 import Testing
+
 @testable import SIPAuth
 
 @Suite struct DigestChallengeTests {
     @Test func headerText() {
         let challenge = DigestChallenge(realm: "sip.busylamp.test", nonce: "n0nce", opaque: "0paque", algorithm: .md5)
-        #expect(challenge.headerValue == #"Digest realm="sip.busylamp.test", nonce="n0nce", opaque="0paque", algorithm=MD5, qop="auth""#)
+        #expect(
+            challenge.headerValue
+                == #"Digest realm="sip.busylamp.test", nonce="n0nce", opaque="0paque", algorithm=MD5, qop="auth""#
+        )
     }
 
     @Test func staleAndSHA256() {
         let challenge = DigestChallenge(realm: "r", nonce: "n", opaque: "o", algorithm: .sha256, stale: true)
-        #expect(challenge.headerValue == #"Digest realm="r", nonce="n", opaque="o", algorithm=SHA-256, qop="auth", stale=TRUE"#)
+        #expect(
+            challenge.headerValue
+                == #"Digest realm="r", nonce="n", opaque="o", algorithm=SHA-256, qop="auth", stale=TRUE"#
+        )
     }
 
     @Test func withoutOpaqueOrQOP() {

@@ -1,9 +1,11 @@
 import Testing
+
 @testable import SIPAuth
 
 @Suite struct DigestCredentialsTests {
     /// SIPp's format: no spaces after commas, qop and nc unquoted, algorithm last.
-    static let sipp = #"Digest username="6495550201",realm="sip.busylamp.test",cnonce="6b8b4567",nc=00000001,qop=auth,uri="sip:127.0.0.1:5060",nonce="abc",response="0123456789abcdef0123456789abcdef",algorithm=MD5"#
+    static let sipp =
+        #"Digest username="6495550201",realm="sip.busylamp.test",cnonce="6b8b4567",nc=00000001,qop=auth,uri="sip:127.0.0.1:5060",nonce="abc",response="0123456789abcdef0123456789abcdef",algorithm=MD5"#
 
     @Test func parsesSIPpStyleCredentials() throws {
         let credentials = try DigestCredentials(parsing: Self.sipp)
@@ -22,13 +24,16 @@ import Testing
 
     @Test(arguments: ["Digest", "digest", "DIGEST", "DiGeSt"])
     func schemeIsCaseInsensitive(scheme: String) throws {
-        let credentials = try DigestCredentials(parsing: #"\#(scheme) username="a", realm="r", nonce="n", uri="sip:r", response="00""#)
+        let credentials = try DigestCredentials(
+            parsing: #"\#(scheme) username="a", realm="r", nonce="n", uri="sip:r", response="00""#
+        )
         #expect(credentials.username == "a")
     }
 
     @Test func parametersInAnyOrderWithNamesCaseInsensitiveAndUnknownsIgnored() throws {
         let credentials = try DigestCredentials(
-            parsing: #"Digest  RESPONSE="ff" ,Nonce=n1, foo=bar, realm = "r" , x-future="a, \"b\"" ,uri=sip:bob@r;transport=tcp, Username="bob""#
+            parsing:
+                #"Digest  RESPONSE="ff" ,Nonce=n1, foo=bar, realm = "r" , x-future="a, \"b\"" ,uri=sip:bob@r;transport=tcp, Username="bob""#
         )
         #expect(credentials.username == "bob")
         #expect(credentials.realm == "r")
@@ -48,33 +53,63 @@ import Testing
     }
 
     @Test func utf8UserNamesAreKept() throws {
-        let credentials = try DigestCredentials(parsing: #"Digest username="José", realm="r", nonce="n", uri="sip:r", response="00""#)
+        let credentials = try DigestCredentials(
+            parsing: #"Digest username="José", realm="r", nonce="n", uri="sip:r", response="00""#
+        )
         #expect(credentials.username == "José")
     }
 
     @Test func quotedQOPAndAlgorithmAreAccepted() throws {
         let credentials = try DigestCredentials(
-            parsing: #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop="auth", nc="0000000a", cnonce="c", algorithm="sha-256""#
+            parsing:
+                #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop="auth", nc="0000000a", cnonce="c", algorithm="sha-256""#
         )
         #expect(credentials.algorithm == .sha256)
         #expect(credentials.nonceCount == 10)
     }
 
     @Test(arguments: [
-        (#"Digest username="a", username="b", realm="r", nonce="n", uri="sip:r", response="00""#, DigestCredentialsError.Code.duplicateParameter),
+        (
+            #"Digest username="a", username="b", realm="r", nonce="n", uri="sip:r", response="00""#,
+            DigestCredentialsError.Code.duplicateParameter
+        ),
         (#"Digest username="a", USERNAME="a", realm="r", nonce="n", uri="sip:r", response="00""#, .duplicateParameter),
         (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", foo=1, foo=2"#, .duplicateParameter),
         (#"Digest realm="r", nonce="n", uri="sip:r", response="00""#, .missingParameter),
         (#"Digest username="a", realm="r", nonce="n", uri="sip:r""#, .missingParameter),
         (#"Digest username="a", realm="r", nonce="n", response="00""#, .missingParameter),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=00000001"#, .missingParameter),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, cnonce="c""#, .missingParameter),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth-int, nc=1, cnonce="c""#, .unsupportedQualityOfProtection),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=xyz, cnonce="c""#, .invalidNonceCount),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=123456789, cnonce="c""#, .invalidNonceCount),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=00000000, cnonce="c""#, .invalidNonceCount),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", algorithm=SHA-512-256"#, .unsupportedAlgorithm),
-        (#"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", algorithm=MD5-sess"#, .unsupportedAlgorithm),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=00000001"#,
+            .missingParameter
+        ),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, cnonce="c""#,
+            .missingParameter
+        ),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth-int, nc=1, cnonce="c""#,
+            .unsupportedQualityOfProtection
+        ),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=xyz, cnonce="c""#,
+            .invalidNonceCount
+        ),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=123456789, cnonce="c""#,
+            .invalidNonceCount
+        ),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", qop=auth, nc=00000000, cnonce="c""#,
+            .invalidNonceCount
+        ),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", algorithm=SHA-512-256"#,
+            .unsupportedAlgorithm
+        ),
+        (
+            #"Digest username="a", realm="r", nonce="n", uri="sip:r", response="00", algorithm=MD5-sess"#,
+            .unsupportedAlgorithm
+        ),
         (#"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="#, .notDigest),
         ("", .notDigest),
         ("   ", .notDigest),
@@ -106,7 +141,9 @@ import Testing
     }
 
     @Test func repairedUTF8IsCarriedAsText() {
-        let bytes: [UInt8] = Array(#"Digest username=""#.utf8) + [0xC3, 0x28] + Array(#"", realm="r", nonce="n", uri="sip:r", response="00""#.utf8)
+        let bytes: [UInt8] =
+            Array(#"Digest username=""#.utf8) + [0xC3, 0x28]
+            + Array(#"", realm="r", nonce="n", uri="sip:r", response="00""#.utf8)
         // String(decoding:) repairs invalid UTF-8 with U+FFFD; the parser must still cope.
         let value = String(decoding: bytes, as: UTF8.self)
         #expect((try? DigestCredentials(parsing: value))?.username == "\u{FFFD}(")
@@ -122,12 +159,20 @@ import Testing
         }
         let huge = "Digest " + String(repeating: "x=1, ", count: 2000)
         #expect(throws: DigestCredentialsError.self) { try DigestCredentials(parsing: huge) }
-        let many = "Digest " + (0...DigestCredentials.Limits.maximumParameterCount).map { "p\($0)=1" }.joined(separator: ", ")
-        #expect(throws: DigestCredentialsError(.tooLong, "more than \(DigestCredentials.Limits.maximumParameterCount) parameters")) {
+        let many =
+            "Digest " + (0...DigestCredentials.Limits.maximumParameterCount).map { "p\($0)=1" }.joined(separator: ", ")
+        #expect(
+            throws: DigestCredentialsError(
+                .tooLong,
+                "more than \(DigestCredentials.Limits.maximumParameterCount) parameters"
+            )
+        ) {
             try DigestCredentials(parsing: many)
         }
         let longName = "Digest " + String(repeating: "n", count: DigestCredentials.Limits.maximumNameLength + 1) + "=1"
-        #expect(throws: DigestCredentialsError(.tooLong, "parameter name too long")) { try DigestCredentials(parsing: longName) }
+        #expect(throws: DigestCredentialsError(.tooLong, "parameter name too long")) {
+            try DigestCredentials(parsing: longName)
+        }
     }
 
     /// Random bytes and random mutations of a valid header: every one parses or throws, and
@@ -141,7 +186,9 @@ import Testing
         for round in 0..<2000 {
             var bytes: [UInt8]
             if round % 2 == 0 {
-                bytes = (0..<Int.random(in: 0...120, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }
+                bytes = (0..<Int.random(in: 0...120, using: &generator)).map { _ in
+                    alphabet.randomElement(using: &generator)!
+                }
             } else {
                 bytes = Array(Self.sipp.utf8)
                 for _ in 0..<Int.random(in: 1...6, using: &generator) {

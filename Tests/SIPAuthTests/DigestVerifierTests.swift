@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SIPAuth
 
 @Suite struct DigestVerifierTests {
@@ -21,8 +22,19 @@ import Testing
             .first { $0.algorithm == algorithm }!.headerValue
     }
 
-    func verify(_ verifier: inout DigestVerifier, _ header: String, method: String = "REGISTER", at now: Date) throws -> DigestOutcome {
-        verifier.verify(try DigestCredentials(parsing: header), method: method, realm: realm, now: now, ha1Lookup: ha1Lookup)
+    func verify(
+        _ verifier: inout DigestVerifier,
+        _ header: String,
+        method: String = "REGISTER",
+        at now: Date
+    ) throws -> DigestOutcome {
+        verifier.verify(
+            try DigestCredentials(parsing: header),
+            method: method,
+            realm: realm,
+            now: now,
+            ha1Lookup: ha1Lookup
+        )
     }
 
     @Test func challengesFollowThePolicyOrderAndShareOneNonce() {
@@ -39,16 +51,28 @@ import Testing
     @Test(arguments: [DigestAlgorithm.md5, .sha256])
     func correctResponseAuthenticates(algorithm: DigestAlgorithm) throws {
         var verifier = makeVerifier()
-        let header = alice.authorization(challenge: challenge(verifier, at: testEpoch, algorithm: algorithm), method: "REGISTER", uri: "sip:sip.busylamp.test")
+        let header = alice.authorization(
+            challenge: challenge(verifier, at: testEpoch, algorithm: algorithm),
+            method: "REGISTER",
+            uri: "sip:sip.busylamp.test"
+        )
         #expect(try verify(&verifier, header, at: testEpoch + 1) == .authenticated(username: alice.username))
     }
 
     @Test func wrongPasswordAndUnknownUserAreWrongCredentials() throws {
         var verifier = makeVerifier()
         let challenge = challenge(verifier, at: testEpoch)
-        let wrong = TestClient(username: alice.username, password: "guess").authorization(challenge: challenge, method: "REGISTER", uri: "sip:r")
+        let wrong = TestClient(username: alice.username, password: "guess").authorization(
+            challenge: challenge,
+            method: "REGISTER",
+            uri: "sip:r"
+        )
         #expect(try verify(&verifier, wrong, at: testEpoch) == .wrongCredentials)
-        let stranger = TestClient(username: "999", password: "alice-secret").authorization(challenge: challenge, method: "REGISTER", uri: "sip:r")
+        let stranger = TestClient(username: "999", password: "alice-secret").authorization(
+            challenge: challenge,
+            method: "REGISTER",
+            uri: "sip:r"
+        )
         #expect(try verify(&verifier, stranger, at: testEpoch) == .wrongCredentials)
         // The wrong attempts did not use up Alice's counts.
         let right = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:r")
@@ -57,16 +81,27 @@ import Testing
 
     @Test func responseCoversTheMethod() throws {
         var verifier = makeVerifier()
-        let header = alice.authorization(challenge: challenge(verifier, at: testEpoch), method: "REGISTER", uri: "sip:r")
+        let header = alice.authorization(
+            challenge: challenge(verifier, at: testEpoch),
+            method: "REGISTER",
+            uri: "sip:r"
+        )
         #expect(try verify(&verifier, header, method: "INVITE", at: testEpoch) == .wrongCredentials)
     }
 
     @Test func upperCaseHexResponseIsAccepted() throws {
         var verifier = makeVerifier()
-        let header = alice.authorization(challenge: challenge(verifier, at: testEpoch), method: "REGISTER", uri: "sip:r")
+        let header = alice.authorization(
+            challenge: challenge(verifier, at: testEpoch),
+            method: "REGISTER",
+            uri: "sip:r"
+        )
         var credentials = try DigestCredentials(parsing: header)
         credentials.response = credentials.response.uppercased()
-        #expect(verifier.verify(credentials, method: "REGISTER", realm: realm, now: testEpoch, ha1Lookup: ha1Lookup) == .authenticated(username: alice.username))
+        #expect(
+            verifier.verify(credentials, method: "REGISTER", realm: realm, now: testEpoch, ha1Lookup: ha1Lookup)
+                == .authenticated(username: alice.username)
+        )
     }
 
     /// RFC 2617 §3.2.1: stale only when the digest is right for the expired nonce.
@@ -75,7 +110,11 @@ import Testing
         let challenge = challenge(verifier, at: testEpoch)
         let right = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:r")
         #expect(try verify(&verifier, right, at: testEpoch + 301) == .stale)
-        let wrong = TestClient(username: alice.username, password: "guess").authorization(challenge: challenge, method: "REGISTER", uri: "sip:r")
+        let wrong = TestClient(username: alice.username, password: "guess").authorization(
+            challenge: challenge,
+            method: "REGISTER",
+            uri: "sip:r"
+        )
         #expect(try verify(&verifier, wrong, at: testEpoch + 301) == .wrongCredentials)
     }
 
@@ -92,19 +131,28 @@ import Testing
 
     @Test func forgedNonceIsInvalidNotStale() throws {
         var verifier = makeVerifier()
-        let forged = #"Digest realm="sip.busylamp.test", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", algorithm=MD5, qop="auth""#
+        let forged =
+            #"Digest realm="sip.busylamp.test", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", algorithm=MD5, qop="auth""#
         let header = alice.authorization(challenge: forged, method: "REGISTER", uri: "sip:r")
         #expect(try verify(&verifier, header, at: testEpoch) == .invalidNonce)
         // A nonce from another server (another secret) likewise.
         let other = DigestVerifier(policy: .default, secret: Array("a different secret, 32 bytes....".utf8))
-        let foreign = alice.authorization(challenge: self.challenge(other, at: testEpoch), method: "REGISTER", uri: "sip:r")
+        let foreign = alice.authorization(
+            challenge: self.challenge(other, at: testEpoch),
+            method: "REGISTER",
+            uri: "sip:r"
+        )
         #expect(try verify(&verifier, foreign, at: testEpoch) == .invalidNonce)
     }
 
     @Test func realmMismatch() throws {
         var verifier = makeVerifier()
-        let header = alice.authorization(challenge: challenge(verifier, at: testEpoch), method: "REGISTER", uri: "sip:r")
-            .replacingOccurrences(of: "realm=\"sip.busylamp.test\"", with: "realm=\"elsewhere.test\"")
+        let header = alice.authorization(
+            challenge: challenge(verifier, at: testEpoch),
+            method: "REGISTER",
+            uri: "sip:r"
+        )
+        .replacingOccurrences(of: "realm=\"sip.busylamp.test\"", with: "realm=\"elsewhere.test\"")
         #expect(try verify(&verifier, header, at: testEpoch) == .realmMismatch)
     }
 
@@ -127,7 +175,11 @@ import Testing
         var verifier = makeVerifier(DigestPolicy(algorithms: [.sha256]))
         var generator = SeededGenerator(seed: 3)
         let offered = verifier.challenges(realm: realm, stale: false, now: testEpoch, using: &generator)[0].headerValue
-        let md5 = alice.authorization(challenge: offered.replacingOccurrences(of: "SHA-256", with: "MD5"), method: "REGISTER", uri: "sip:r")
+        let md5 = alice.authorization(
+            challenge: offered.replacingOccurrences(of: "SHA-256", with: "MD5"),
+            method: "REGISTER",
+            uri: "sip:r"
+        )
         guard case .malformed(let error) = try verify(&verifier, md5, at: testEpoch) else {
             Issue.record("MD5 accepted although not offered")
             return

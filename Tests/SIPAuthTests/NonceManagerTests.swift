@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import SIPAuth
 
 @Suite struct NonceManagerTests {
@@ -17,7 +18,9 @@ import Testing
     @Test func nonceShapeIsQuotableAndFixedLength() {
         let nonce = issue(manager(), at: testEpoch)
         #expect(nonce.utf8.count == 72)
-        #expect(nonce.utf8.allSatisfy { $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",") })
+        #expect(
+            nonce.utf8.allSatisfy { $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ",") }
+        )
     }
 
     @Test func randomnessIsInjectedAndVaries() {
@@ -43,12 +46,17 @@ import Testing
         for position in [0, 5, 11, 20, 40, 71] {
             var bytes = Array(nonce.utf8)
             bytes[position] = bytes[position] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
-            #expect(nonces.validate(nonce: String(decoding: bytes, as: UTF8.self), realm: realm, now: testEpoch) == .invalid)
+            #expect(
+                nonces.validate(nonce: String(decoding: bytes, as: UTF8.self), realm: realm, now: testEpoch) == .invalid
+            )
         }
         #expect(nonces.validate(nonce: nonce, realm: "other.test", now: testEpoch) == .invalid)
         let otherSecret = NonceManager(secret: Array("another secret of 32 bytes......".utf8))
         #expect(otherSecret.validate(nonce: nonce, realm: realm, now: testEpoch) == .invalid)
-        for garbage in ["", "abc", String(repeating: "A", count: 72), String(repeating: "=", count: 72), String(repeating: "é", count: 36), nonce + "A"] {
+        for garbage in [
+            "", "abc", String(repeating: "A", count: 72), String(repeating: "=", count: 72),
+            String(repeating: "é", count: 36), nonce + "A",
+        ] {
             #expect(nonces.validate(nonce: garbage, realm: realm, now: testEpoch) == .invalid)
         }
     }
@@ -59,7 +67,10 @@ import Testing
         let nonces = manager()
         let nonce = issue(nonces, at: testEpoch + 60)
         #expect(nonces.validate(nonce: nonce, realm: realm, now: testEpoch) == .invalid)
-        #expect(nonces.validate(nonce: nonce, realm: realm, now: testEpoch + 60 - Double(NonceManager.maximumClockDrift)) == .fresh)
+        #expect(
+            nonces.validate(nonce: nonce, realm: realm, now: testEpoch + 60 - Double(NonceManager.maximumClockDrift))
+                == .fresh
+        )
     }
 
     @Test func nonceCountMustIncreaseStrictly() {

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import SIPAuth
 
 /// A deterministic random number generator (SplitMix64) so that nonces are reproducible.
@@ -37,8 +38,13 @@ struct TestClient {
     var password: String
 
     func authorization(
-        challenge: String, method: String, uri: String, nc: Int = 1, cnonce: String = "6b8b4567",
-        useQOP: Bool = true, spacing: String = ""
+        challenge: String,
+        method: String,
+        uri: String,
+        nc: Int = 1,
+        cnonce: String = "6b8b4567",
+        useQOP: Bool = true,
+        spacing: String = ""
     ) -> String {
         let realm = parameter("realm", in: challenge)!
         let nonce = parameter("nonce", in: challenge)!

@@ -1,0 +1,169 @@
+import SIPCore
+
+/// Identifies a transaction, so that retransmissions, ACKs, CANCELs and responses find the
+/// machine they belong to (RFC 3261 §17.1.3, §17.2.3).
+///
+/// A key promises: two messages of the same transaction produce equal keys, and messages of
+/// different transactions (by the RFC's rules) produce different ones. Client and server keys
+/// never compare equal, so one table can hold both sides of a loop through ourselves.
+///
+/// - Server side, RFC 3261 branch (it starts with the magic cookie `z9hG4bK`): the top Via's
+///   branch, its sent-by, and the method, with ACK folded onto INVITE (the ACK for a non-2xx
+///   belongs to the INVITE's transaction) while CANCEL keeps its own.
+/// - Server side, RFC 2543 request (no cookie): Request-URI, To tag, From tag, Call-ID, CSeq
+///   number, top Via and method (ACK folded onto INVITE). §17.2.3 matches an ACK by the To tag
+///   of the response the transaction sent, which an INVITE without a To tag does not carry: the
+///   transaction layer therefore also tries the ACK's key without its To tag.
+/// - Client side: the top Via's branch (one we generated) and the CSeq method.
+public struct TransactionKey: Hashable, Sendable, CustomStringConvertible {
+    public enum Role: Sendable, Hashable {
+        /// We sent the request.
+        case client
+        /// We received the request.
+        case server
+    }
+
+    public let role: Role
+    let identity: Identity
+
+    enum Identity: Hashable, Sendable {
+        case branch(String, sentBy: String?, method: SIPMethod)
+        case rfc2543(RFC2543Identity)
+    }
+
+    struct RFC2543Identity: Hashable, Sendable {
+        var requestURI: SIPURI
+        var toTag: String?
+        var fromTag: String?
+        var callID: String
+        var sequenceNumber: UInt32
+        var topVia: Via
+        var method: SIPMethod
+    }
+
+    init(role: Role, identity: Identity) {
+        self.role = role
+        self.identity = identity
+    }
+
+    /// The key of the server transaction a received request belongs to; `nil` when the request
+    /// lacks the top Via or CSeq that matching needs (the parser refuses those already).
+    public init?(incoming request: SIPRequest) {
+        guard let topVia = request.topVia, let cseq = request.cseq else { return nil }
+        // RFC 3261 §17.2.3: "the ACK ... matches the INVITE transaction"; CANCEL does not.
+        let method = request.method == .ack ? SIPMethod.invite : request.method
+        if let branch = topVia.branch, branch.hasPrefix(Via.magicCookie) {
+            // > 1. the branch parameter in the request is equal to the one in the top Via header
+            // >    field of the request that created the transaction, and
+            // > 2. the sent-by value in the top Via of the request is equal to the one in the
+            // >    request that created the transaction, and
+            // > 3. the method of the request matches the one that created the transaction,
+            // >    except for ACK, where the method of the request that created the transaction
+            // >    is INVITE.
+            self.init(role: .server, identity: .branch(branch, sentBy: TransactionKey.sentBy(topVia), method: method))
+            return
+        }
+        // RFC 3261 §17.2.3, for requests from RFC 2543 elements: "the INVITE request matches a
+        // transaction if the Request-URI, To tag, From tag, Call-ID, CSeq, and top Via header
+        // field match those of the INVITE request which created the transaction."
+        guard let callID = request.callID else { return nil }
+        self.init(
+            role: .server,
+            identity: .rfc2543(
+                RFC2543Identity(
+                    requestURI: request.uri, toTag: request.to?.tag, fromTag: request.from?.tag, callID: callID,
+                    sequenceNumber: cseq.number, topVia: topVia, method: method)))
+    }
+
+    /// The key of the client transaction that sends `request` (whose top Via we wrote).
+    public init?(outgoing request: SIPRequest) {
+        guard let branch = request.topVia?.branch, !branch.isEmpty else { return nil }
+        self.init(role: .client, identity: .branch(branch, sentBy: nil, method: request.method))
+    }
+
+    /// The key of the client transaction a received response belongs to.
+    ///
+    /// RFC 3261 §17.1.3: "1. If the response has the same value of the branch parameter in the
+    /// top Via header field as the branch parameter in the top Via header field of the request
+    /// that created the transaction. 2. If the method parameter in the CSeq header field matches
+    /// the method of the request that created the transaction."
+    public init?(incoming response: SIPResponse) {
+        guard let branch = response.topVia?.branch, !branch.isEmpty, let cseq = response.cseq else { return nil }
+        self.init(role: .client, identity: .branch(branch, sentBy: nil, method: cseq.method))
+    }
+
+    /// The key of the INVITE server transaction a received CANCEL targets.
+    ///
+    /// RFC 3261 §9.2: "The TU determines the transaction to be cancelled by taking the CANCEL
+    /// request, and then assuming that the request method is anything but CANCEL or ACK and
+    /// applying the transaction matching procedures of Section 17.2.3." Only INVITE transactions
+    /// can be cancelled usefully (§9.1), so the key names the INVITE. An RFC 2543 CANCEL carries
+    /// the INVITE's Request-URI, tags, Call-ID, CSeq number and top Via, so its fallback key
+    /// matches as well.
+    public static func matchingInvite(forCancel cancel: SIPRequest) -> TransactionKey? {
+        guard cancel.method == .cancel, let key = TransactionKey(incoming: cancel) else { return nil }
+        return key.withMethod(.invite)
+    }
+
+    /// The method this key's transaction was created by (INVITE for its ACK).
+    public var method: SIPMethod {
+        switch identity {
+        case .branch(_, _, let method): return method
+        case .rfc2543(let identity): return identity.method
+        }
+    }
+
+    /// Whether the request carried an RFC 3261 branch or this is the RFC 2543 fallback.
+    public var isRFC2543: Bool {
+        if case .rfc2543 = identity { return true }
+        return false
+    }
+
+    func withMethod(_ method: SIPMethod) -> TransactionKey {
+        switch identity {
+        case .branch(let branch, let sentBy, _):
+            return TransactionKey(role: role, identity: .branch(branch, sentBy: sentBy, method: method))
+        case .rfc2543(var identity):
+            identity.method = method
+            return TransactionKey(role: role, identity: .rfc2543(identity))
+        }
+    }
+
+    /// For an RFC 2543 ACK: the key without the To tag our response added (see the type's doc).
+    var withoutToTag: TransactionKey? {
+        guard case .rfc2543(var identity) = identity, identity.toTag != nil else { return nil }
+        identity.toTag = nil
+        return TransactionKey(role: role, identity: .rfc2543(identity))
+    }
+
+    static func sentBy(_ via: Via) -> String {
+        if let port = via.port { return via.host + ":" + String(port) }
+        return via.host
+    }
+
+    public var description: String {
+        let side = role == .client ? "client" : "server"
+        switch identity {
+        case .branch(let branch, let sentBy, let method):
+            if let sentBy { return "\(side) \(method) \(branch) \(sentBy)" }
+            return "\(side) \(method) \(branch)"
+        case .rfc2543(let identity):
+            return "\(side) \(identity.method) rfc2543 \(identity.callID) \(identity.sequenceNumber)"
+        }
+    }
+}
+
+extension Via {
+    /// A new RFC 3261 branch: the magic cookie and 64 random bits in hex (§8.1.1.7: "The branch
+    /// ID ... MUST be unique across space and time for all requests sent by the UA").
+    public static func makeBranch<Generator: RandomNumberGenerator>(using generator: inout Generator) -> String {
+        let value = generator.next() as UInt64
+        let hex = String(value, radix: 16)
+        return magicCookie + String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    public static func makeBranch() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return makeBranch(using: &generator)
+    }
+}

@@ -62,7 +62,7 @@ public enum DigestAlgorithm: String, Sendable, Hashable, CaseIterable {
         case .none:
             return hash("\(ha1):\(nonce):\(ha2)")
         case .some(let qop):
-            return hash("\(ha1):\(nonce):\(qop.nonceCount):\(qop.cnonce):auth:\(ha2)")
+            return hash("\(ha1):\(nonce):\(qop.nonceCount):\(qop.cnonce):\(qop.value):\(ha2)")
         }
     }
 
@@ -71,10 +71,13 @@ public enum DigestAlgorithm: String, Sendable, Hashable, CaseIterable {
         /// The `nc` value as written (8 hex digits in RFC 2617).
         public var nonceCount: String
         public var cnonce: String
+        /// The `qop` value as the client wrote it (`auth`; a client writing `AUTH` hashed that).
+        public var value: String
 
-        public init(nonceCount: String, cnonce: String) {
+        public init(nonceCount: String, cnonce: String, value: String = "auth") {
             self.nonceCount = nonceCount
             self.cnonce = cnonce
+            self.value = value
         }
     }
 }

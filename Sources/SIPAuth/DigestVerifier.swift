@@ -93,14 +93,16 @@ public struct DigestVerifier: Sendable {
                 )
             )
         }
-        let qop = credentials.qop.flatMap { _ in
+        let qop = credentials.qop.flatMap { value in
             credentials.nonceCountText.flatMap { nc in
-                credentials.cnonce.map { DigestAlgorithm.QualityOfProtection(nonceCount: nc, cnonce: $0) }
+                credentials.cnonce.map {
+                    DigestAlgorithm.QualityOfProtection(nonceCount: nc, cnonce: $0, value: value)
+                }
             }
         }
-        if credentials.qop != nil, qop == nil {
+        if credentials.qop != nil, qop == nil || credentials.nonceCount == nil {
             // DigestCredentials(parsing:) refuses this; a hand-built value may not.
-            return .malformed(DigestCredentialsError(.missingParameter, "qop without nc or cnonce"))
+            return .malformed(DigestCredentialsError(.missingParameter, "qop without a valid nc or a cnonce"))
         }
         if qop == nil, policy.requiresQualityOfProtection {
             return .malformed(DigestCredentialsError(.qualityOfProtectionRequired, "qop=auth is required"))

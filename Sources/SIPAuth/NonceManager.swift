@@ -153,6 +153,8 @@ public struct NonceManager: Sendable {
         realm: String,
         now: Date
     ) -> NonceCountDecision {
+        // Counts start at 1 (the first request with a nonce), so 0 is never new.
+        guard count > 0 else { return .replayed }
         if var entry = entries[nonce] {
             guard count > entry.highestCount else { return .replayed }
             entry.highestCount = count

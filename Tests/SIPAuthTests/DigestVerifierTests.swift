@@ -187,3 +187,47 @@ import Testing
         #expect(error.code == .algorithmNotOffered)
     }
 }
+
+extension DigestVerifierTests {
+    /// The qop token is compared case-insensitively but hashed as written.
+    @Test func upperCaseQOPIsHashedAsWritten() throws {
+        var verifier = makeVerifier()
+        let challenge = challenge(verifier, at: testEpoch)
+        let nonce = try #require(parameter("nonce", in: challenge))
+        let ha1 = DigestAlgorithm.md5.ha1(username: alice.username, realm: realm, password: alice.password)
+        let response = DigestAlgorithm.md5.hash(
+            "\(ha1):\(nonce):00000001:c0ffee:AUTH:\(DigestAlgorithm.md5.hash("REGISTER:sip:r"))"
+        )
+        let header =
+            #"Digest username="\#(alice.username)", realm="\#(realm)", nonce="\#(nonce)", uri="sip:r", "#
+            + #"response="\#(response)", qop=AUTH, nc=00000001, cnonce="c0ffee""#
+        #expect(try verify(&verifier, header, at: testEpoch) == .authenticated(username: alice.username))
+    }
+
+    /// A hand-built credential whose nc is not hex is refused rather than treated as count-less.
+    @Test func handBuiltCredentialsWithoutAValidCountAreMalformed() {
+        var verifier = makeVerifier()
+        let credentials = DigestCredentials(
+            username: alice.username,
+            realm: realm,
+            nonce: "n",
+            uri: "sip:r",
+            response: "00",
+            cnonce: "c",
+            qop: "auth",
+            nonceCountText: "zz"
+        )
+        let outcome = verifier.verify(
+            credentials,
+            method: "REGISTER",
+            realm: realm,
+            now: testEpoch,
+            ha1Lookup: ha1Lookup
+        )
+        guard case .malformed(let error) = outcome else {
+            Issue.record("expected malformed, got \(outcome)")
+            return
+        }
+        #expect(error.code == .missingParameter)
+    }
+}

@@ -82,6 +82,8 @@ import Testing
         #expect(nonces.acceptNonceCount(2, for: nonce, realm: realm, now: testEpoch) == .replayed)
         #expect(nonces.acceptNonceCount(4, for: nonce, realm: realm, now: testEpoch) == .accepted)
         #expect(nonces.acceptWithoutCount(for: nonce) == .replayed)
+        let unused = issue(nonces, at: testEpoch, seed: 2)
+        #expect(nonces.acceptNonceCount(0, for: unused, realm: realm, now: testEpoch) == .replayed)
         #expect(nonces.trackedNonceCount == 1)
     }
 

@@ -42,9 +42,11 @@ public struct NameAddress: Hashable, Sendable, CustomStringConvertible {
         } else if !scanner.consume(.lessThan) {
             // Either `display name <uri>` with an unquoted display name, or a bare addr-spec.
             let saved = scanner.position
-            let prefix = scanner.text(until: [.lessThan])
+            // RFC 4475 §3.1.1.6: `caller<sip:…>` (no LWS before '<') is accepted.
+            while let byte = scanner.current, byte != .lessThan { scanner.position += 1 }
             if scanner.current == .lessThan {
-                let words = prefix.trimmingSIPWhitespace()
+                let words = String(decoding: scanner.bytes[saved..<scanner.position], as: UTF8.self)
+                    .trimmingSIPWhitespace()
                 // An unquoted display name is *(token LWS): reject anything else.
                 guard words.utf8.allSatisfy({ $0.isSIPTokenCharacter || $0.isSIPWhitespace }) else { return nil }
                 displayName = words.isEmpty ? nil : words

@@ -74,8 +74,14 @@ public struct SIPParser: Sendable {
                     badHeaderLine = true
                     continue
                 }
-                pendingValue.append(.space)
-                pendingValue.append(contentsOf: buffer[line])
+                // RFC 3261 §7.3.1: the CRLF and the whitespace around it fold into one SP.
+                while let last = pendingValue.last, last == .space || last == .tab { pendingValue.removeLast() }
+                var contentStart = line.lowerBound
+                while contentStart < line.upperBound, buffer[contentStart] == .space || buffer[contentStart] == .tab {
+                    contentStart += 1
+                }
+                if !pendingValue.isEmpty { pendingValue.append(.space) }
+                pendingValue.append(contentsOf: buffer[contentStart..<line.upperBound])
                 continue
             }
             flush()
@@ -95,9 +101,11 @@ public struct SIPParser: Sendable {
         }
         flush()
 
-        let context = Self.responseContext(headers: headers, startLine: buffer[startLine])
+        // The response context is only built on failure: no strings on the success path.
         func fail(_ code: SIPParseError.Code, _ reason: String, status: Int = 400) -> SIPParseError {
-            SIPParseError(code, reason, statusCode: status, responseContext: context)
+            SIPParseError(
+                code, reason, statusCode: status,
+                responseContext: Self.responseContext(headers: headers, startLine: buffer[startLine]))
         }
         if badHeaderLine { throw fail(.badHeaderLine, "Malformed Header Line") }
         if buffer[startLine].contains(0) { throw fail(.invalidBytes, "NUL Byte In Start Line") }
@@ -107,9 +115,15 @@ public struct SIPParser: Sendable {
         let available = headerSectionEnded ? buffer.count - index : 0
         let contentLengthValues = headers.values(.contentLength)
         if let raw = contentLengthValues.first {
-            guard contentLengthValues.count == 1 || Set(contentLengthValues).count == 1,
-                raw.utf8.allSatisfy({ $0.isASCIIDigit }), raw.utf8.count <= 9, let length = Int(raw)
-            else { throw fail(.badContentLength, "Bad Content-Length") }
+            // RFC 4475 §3.3.9: differing values leave no way to know where the body ends.
+            guard contentLengthValues.count == 1 || Set(contentLengthValues).count == 1 else {
+                throw fail(.badContentLength, "Conflicting Content-Length Values")
+            }
+            // RFC 4475 §3.1.2.3: a negative or non-numeric value is refused, never used as a count.
+            guard !raw.isEmpty, raw.utf8.allSatisfy({ $0.isASCIIDigit }), raw.utf8.count <= 9, let length = Int(raw)
+            else { throw fail(.badContentLength, "Malformed Content-Length") }
+            // RFC 4475 §3.1.2.2: over a datagram, a Content-Length beyond the body is a 400;
+            // RFC 3261 §18.3: bytes after the body are ignored.
             guard length <= available else { throw fail(.truncatedBody, "Content-Length Exceeds Body") }
             body = Array(buffer[index..<(index + length)])
         } else {
@@ -133,18 +147,21 @@ public struct SIPParser: Sendable {
         _ line: [UInt8], headers: SIPHeaders, body: [UInt8], fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) -> SIPRequest {
         // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version, single spaces.
+        // RFC 4475 §3.1.2.8–10: LWS inside the URI, several SPs or trailing SPs are refused.
         let parts = line.split(separator: .space, omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isSIPTokenCharacter }) else {
-            throw fail(.badStartLine, "Malformed Request Line", 400)
+            throw fail(.badStartLine, "Malformed Request-Line", 400)
         }
         let version = String(decoding: parts[2], as: UTF8.self)
         guard version.caseInsensitiveEquals("SIP/2.0") else {
             if version.uppercased().hasPrefix("SIP/") { throw fail(.badVersion, "Version Not Supported", 505) }
-            throw fail(.badStartLine, "Malformed Request Line", 400)
+            throw fail(.badStartLine, "Malformed Request-Line", 400)
         }
         guard let uri = SIPURI(String(decoding: parts[1], as: UTF8.self)) else {
             throw fail(.badRequestURI, "Malformed Request-URI", 400)
         }
+        // RFC 3261 §19.1.5 / RFC 4475 §3.1.2.11: headers are not allowed in a Request-URI.
+        if uri.headers != nil { throw fail(.badRequestURI, "Request-URI Contains Headers", 400) }
         return SIPRequest(method: SIPMethod(String(decoding: parts[0], as: UTF8.self)), uri: uri, headers: headers, body: body)
     }
 
@@ -158,7 +175,7 @@ public struct SIPParser: Sendable {
         }
         guard parts[1].count == 3, parts[1].allSatisfy({ $0.isASCIIDigit }),
             let code = Int(String(decoding: parts[1], as: UTF8.self)), (100...699).contains(code)
-        else { throw fail(.badStartLine, "Malformed Status Line", 400) }
+        else { throw fail(.badStartLine, "Malformed Status-Line", 400) }
         let reason = parts.count == 3 ? String(decoding: parts[2], as: UTF8.self) : ""
         return SIPResponse(statusCode: code, reasonPhrase: reason, headers: headers, body: body)
     }
@@ -187,10 +204,19 @@ public struct SIPParser: Sendable {
                 throw fail(.badHeaderValue, "CSeq Method Does Not Match Request", 400)
             }
             if let maxForwards = headers[.maxForwards] {
-                guard maxForwards.utf8.allSatisfy({ $0.isASCIIDigit }), maxForwards.utf8.count <= 3,
+                // RFC 4475 §3.1.1.1: leading zeros ("0068") are valid.
+                guard !maxForwards.isEmpty, maxForwards.utf8.allSatisfy({ $0.isASCIIDigit }), maxForwards.utf8.count <= 9,
                     let value = Int(maxForwards), value <= 255
                 else { throw fail(.badHeaderValue, "Malformed Max-Forwards Header", 400) }
             }
+        }
+        // RFC 3261 §20.17 / RFC 4475 §3.1.2.12: the only time zone is "GMT".
+        if let date = headers[.date], !date.hasSuffix(" GMT") {
+            throw fail(.badHeaderValue, "Malformed Date Header", 400)
+        }
+        // RFC 3261 §20.10 / RFC 4475 §3.1.2.13: a URI with headers (or ',', '?') must be in <>.
+        for contact in headers.values(.contact) where !contact.utf8.contains(.lessThan) {
+            if contact.utf8.contains(.questionMark) { throw fail(.badHeaderValue, "Malformed Contact Header", 400) }
         }
         if let expires = headers[.expires] {
             guard expires.utf8.allSatisfy({ $0.isASCIIDigit }), !expires.isEmpty else {

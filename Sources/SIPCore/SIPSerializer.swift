@@ -52,15 +52,29 @@ extension SIPMessage {
 }
 
 private func writeHeadersAndBody(headers: SIPHeaders, body: [UInt8], into buffer: inout ByteBuffer) {
-    for field in headers where field.name != .contentLength {
+    // Content-Length is always written, with the body's real size: RFC 3261 §20.14 requires it
+    // on stream transports and it costs nothing on UDP. It stays where the first one was, so
+    // that parse → serialize → parse keeps the header order.
+    var wroteContentLength = false
+    for field in headers {
+        if field.name == .contentLength {
+            guard !wroteContentLength else { continue }
+            wroteContentLength = true
+            writeContentLength(body.count, into: &buffer)
+            continue
+        }
         buffer.writeString(field.name.canonical)
         buffer.writeStaticString(": ")
         buffer.writeString(field.value)
         buffer.writeStaticString("\r\n")
     }
-    // Always present: RFC 3261 §20.14 requires it on stream transports, and it costs nothing on UDP.
-    buffer.writeStaticString("Content-Length: ")
-    buffer.writeString(String(body.count))
-    buffer.writeStaticString("\r\n\r\n")
+    if !wroteContentLength { writeContentLength(body.count, into: &buffer) }
+    buffer.writeStaticString("\r\n")
     buffer.writeBytes(body)
+}
+
+private func writeContentLength(_ length: Int, into buffer: inout ByteBuffer) {
+    buffer.writeStaticString("Content-Length: ")
+    buffer.writeString(String(length))
+    buffer.writeStaticString("\r\n")
 }

@@ -88,11 +88,11 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
             return
         }
 
-        // userinfo ends at the last '@' before any '?': the user part may hold ';' and '?'
-        // only when escaped in practice, and hosts never contain '@'.
+        // userinfo ends at the last '@': RFC 3261 §25.1 lets the user part hold ';', '?', '/'
+        // (`user-unreserved`, RFC 4475 §3.1.1.2 and §3.1.1.9), while neither uri-parameters
+        // (`paramchar`) nor headers (`hvalue`) nor hosts may hold an unescaped '@'.
         var hostStart = 0
-        let headersStart = rest.firstIndex(of: .questionMark) ?? rest.count
-        if let at = rest[..<headersStart].lastIndex(of: .at) {
+        if let at = rest.lastIndex(of: .at) {
             let userinfo = rest[..<at]
             var userBytes = userinfo[...]
             if let passwordColon = userinfo.firstIndex(of: .colon) {

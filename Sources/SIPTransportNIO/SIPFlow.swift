@@ -1,0 +1,34 @@
+import NIOCore
+
+/// Where a message came from and how to answer over the same path: the transport, the peer's
+/// address, the local listener it reached, and for stream transports the connection.
+///
+/// Phones behind NAT can only be reached over the flow they opened (RFC 5626 §3, RFC 3581), so
+/// responses, and later NOTIFYs and INVITEs to a registered phone, are sent to a flow.
+public struct SIPFlow: Sendable, Hashable, CustomStringConvertible {
+    public var transport: SIPTransportKind
+    public var remoteAddress: SocketAddress
+    /// The listener that received the message (its index in the bound listeners).
+    public var listenerIndex: Int
+    /// For TCP/TLS: the connection, so that a later request reuses it.
+    public var connectionID: ConnectionID?
+
+    public init(transport: SIPTransportKind, remoteAddress: SocketAddress, listenerIndex: Int, connectionID: ConnectionID?) {
+        self.transport = transport
+        self.remoteAddress = remoteAddress
+        self.listenerIndex = listenerIndex
+        self.connectionID = connectionID
+    }
+
+    public var remoteHost: String { remoteAddress.ipAddress ?? "" }
+    public var remotePort: Int { remoteAddress.port ?? 0 }
+
+    public var description: String { "\(transport.rawValue):\(remoteAddress)" }
+}
+
+/// Identifies one accepted or opened stream connection for as long as the transport lives.
+public struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public var description: String { "conn-\(rawValue)" }
+}

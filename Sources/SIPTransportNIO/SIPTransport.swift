@@ -1,0 +1,174 @@
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import SIPCore
+
+/// The SIP listeners and connections of one server, confined to one event loop.
+///
+/// It moves bytes only: every received message is handed to `onMessage` with its `SIPFlow`,
+/// and `send(_:to:)` writes bytes back over a flow. Parsing, transactions and everything above
+/// live in the sans-I/O layers.
+public final class SIPTransport: @unchecked Sendable {
+    // @unchecked: every mutable field is touched only on `eventLoop` (checked in debug builds).
+
+    public struct Configuration: Sendable {
+        /// RFC 5626 §4.4.1 suggests keep-alives every 95–120 s; a connection silent for longer
+        /// than this, or left with half a message, is closed.
+        public var streamIdleTimeout: TimeAmount = .seconds(180)
+        /// Accepted connections at once; more are refused (a flood must not exhaust descriptors).
+        public var maximumConnections: Int = 20_000
+        public var parserLimits: SIPParserLimits = .default
+        public init() {}
+    }
+
+    /// Why bytes were dropped without an answer; each is counted in
+    /// `busylamp_sip_dropped_total{reason}`.
+    public enum DropReason: String, Sendable {
+        case keepAliveDatagram = "keepalive_datagram"
+        case socketError = "socket_error"
+        case oversizedStream = "oversized_stream"
+        case badStreamFraming = "bad_stream_framing"
+        case idleConnection = "idle_connection"
+        case tooManyConnections = "too_many_connections"
+        case unparseable
+        case noRoute = "no_route"
+    }
+
+    /// A bound listener and the address the OS gave it (port 0 becomes a real port).
+    public struct BoundListener: Sendable {
+        public var transport: SIPTransportKind
+        public var localAddress: SocketAddress
+    }
+
+    public typealias MessageHandler = @Sendable (_ bytes: [UInt8], _ framing: SIPFraming, _ flow: SIPFlow) -> Void
+
+    public let eventLoop: EventLoop
+    private let configuration: Configuration
+    private let logger: Logger
+    private var onMessage: MessageHandler?
+    private var listenerChannels: [Channel] = []
+    public private(set) var listeners: [BoundListener] = []
+    private var connections: [ConnectionID: Channel] = [:]
+    private var nextConnectionID: UInt64 = 1
+
+    public init(eventLoop: EventLoop, configuration: Configuration = Configuration(), logger: Logger) {
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Sets the receiver of every message. Call before `bind`.
+    public func setMessageHandler(_ handler: @escaping MessageHandler) {
+        onMessage = handler
+    }
+
+    /// Binds every address in order; their indices are the flows' `listenerIndex`.
+    public func bind(_ addresses: [SIPListenAddress]) async throws -> [BoundListener] {
+        for address in addresses {
+            let index = listenerChannels.count
+            let channel: Channel
+            switch address.transport {
+            case .udp:
+                channel = try await DatagramBootstrap(group: eventLoop)
+                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                SIPDatagramHandler(transport: self, listenerIndex: index))
+                        }
+                    }
+                    .bind(host: address.host, port: address.port).get()
+            case .tcp:
+                let idleTimeout = configuration.streamIdleTimeout
+                let limits = configuration.parserLimits
+                channel = try await ServerBootstrap(group: eventLoop)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            guard self.connections.count < self.configuration.maximumConnections else {
+                                self.countDrop(.tooManyConnections)
+                                throw ChannelError.inappropriateOperationForState
+                            }
+                            try channel.pipeline.syncOperations.addHandlers([
+                                IdleStateHandler(readTimeout: idleTimeout),
+                                SIPStreamHandler(
+                                    transport: self, listenerIndex: index, transportKind: .tcp, limits: limits),
+                            ])
+                        }
+                    }
+                    .bind(host: address.host, port: address.port).get()
+            case .tls:
+                throw SIPListenAddress.ParseError(description: "--sip \(address): TLS is not available yet")
+            }
+            listenerChannels.append(channel)
+            let bound = BoundListener(transport: address.transport, localAddress: channel.localAddress!)
+            listeners.append(bound)
+        }
+        return listeners
+    }
+
+    /// Writes one serialized message over `flow`: the same connection for stream flows, the
+    /// receiving listener's socket for UDP. Fails when a stream connection is gone.
+    public func send(_ buffer: ByteBuffer, to flow: SIPFlow) -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        switch flow.transport {
+        case .udp:
+            guard flow.listenerIndex < listenerChannels.count else {
+                return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+            }
+            let envelope = AddressedEnvelope(remoteAddress: flow.remoteAddress, data: buffer)
+            return listenerChannels[flow.listenerIndex].writeAndFlush(envelope)
+        case .tcp, .tls:
+            guard let connectionID = flow.connectionID, let channel = connections[connectionID] else {
+                countDrop(.noRoute)
+                return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+            }
+            return channel.writeAndFlush(buffer)
+        }
+    }
+
+    /// Whether a stream connection is still open (a phone registered over TCP can be reached).
+    public func isConnected(_ connectionID: ConnectionID) -> Bool {
+        eventLoop.preconditionInEventLoop()
+        return connections[connectionID] != nil
+    }
+
+    public var connectionCount: Int {
+        eventLoop.preconditionInEventLoop()
+        return connections.count
+    }
+
+    /// Closes every listener and connection.
+    public func close() async {
+        let channels: [Channel] = try! await eventLoop.submit { self.listenerChannels + Array(self.connections.values) }.get()
+        for channel in channels {
+            try? await channel.close()
+        }
+    }
+
+    // MARK: Called by the handlers, on the event loop
+
+    func deliver(bytes: [UInt8], framing: SIPFraming, flow: SIPFlow) {
+        onMessage?(bytes, framing, flow)
+    }
+
+    func register(connection channel: Channel) -> ConnectionID {
+        let id = ConnectionID(nextConnectionID)
+        nextConnectionID += 1
+        connections[id] = channel
+        return id
+    }
+
+    func unregister(connection id: ConnectionID) {
+        connections[id] = nil
+    }
+
+    public func countDrop(_ reason: DropReason) {
+        Counter(label: "busylamp_sip_dropped_total", dimensions: [("reason", reason.rawValue)]).increment()
+    }
+}

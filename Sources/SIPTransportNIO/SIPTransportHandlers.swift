@@ -1,0 +1,108 @@
+import NIOCore
+import SIPCore
+
+/// Receives UDP datagrams for one listener and hands each to the transport as one message
+/// (RFC 3261 §18.3: a datagram is a message; no framing is needed).
+final class SIPDatagramHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let transport: SIPTransport
+    private let listenerIndex: Int
+
+    init(transport: SIPTransport, listenerIndex: Int) {
+        self.transport = transport
+        self.listenerIndex = listenerIndex
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        var buffer = envelope.data
+        // RFC 5626 §4.4.2 STUN keep-alives and bare CRLF pings over UDP are not SIP: drop quietly.
+        guard buffer.readableBytes > 4 else {
+            transport.countDrop(.keepAliveDatagram)
+            return
+        }
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let flow = SIPFlow(
+            transport: .udp, remoteAddress: envelope.remoteAddress, listenerIndex: listenerIndex, connectionID: nil)
+        transport.deliver(bytes: bytes, framing: .datagram, flow: flow)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // ICMP port unreachable and the like surface here: the socket stays open.
+        transport.countDrop(.socketError)
+    }
+}
+
+/// One accepted TCP connection: cuts the stream into messages, answers RFC 5626 keep-alive
+/// pings, and closes the connection when it is idle or the peer breaks framing.
+final class SIPStreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let transport: SIPTransport
+    private let listenerIndex: Int
+    private let transportKind: SIPTransportKind
+    private var framer: SIPStreamFramer
+    private var connectionID: ConnectionID?
+    private var remoteAddress: SocketAddress?
+
+    init(transport: SIPTransport, listenerIndex: Int, transportKind: SIPTransportKind, limits: SIPParserLimits) {
+        self.transport = transport
+        self.listenerIndex = listenerIndex
+        self.transportKind = transportKind
+        self.framer = SIPStreamFramer(limits: limits)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        remoteAddress = context.channel.remoteAddress
+        connectionID = transport.register(connection: context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let connectionID { transport.unregister(connection: connectionID) }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        framer.append(buffer.readableBytesView)
+        guard let remoteAddress else { return }
+        let flow = SIPFlow(
+            transport: transportKind, remoteAddress: remoteAddress, listenerIndex: listenerIndex,
+            connectionID: connectionID)
+        do {
+            while let frame = try framer.next() {
+                switch frame {
+                case .keepAlivePing:
+                    // RFC 5626 §4.4.1: answer a double-CRLF ping with a single CRLF pong.
+                    var pong = context.channel.allocator.buffer(capacity: 2)
+                    pong.writeStaticString("\r\n")
+                    context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+                case .message(let bytes):
+                    transport.deliver(bytes: bytes, framing: .stream, flow: flow)
+                }
+            }
+        } catch {
+            // The stream cannot be resynchronised after a framing error (RFC 3261 §18.3): close it.
+            transport.countDrop(error == .messageTooLarge ? .oversizedStream : .badStreamFraming)
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            // Idle or half-open (a peer that sent half a message and waits): close it.
+            transport.countDrop(.idleConnection)
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

@@ -272,7 +272,8 @@ public struct Dialog: Sendable, Hashable {
     }
 
     static func contactURI(_ headers: SIPHeaders) -> SIPURI? {
-        guard let contacts = ContactValue.parseList(headers.values(.contact)), case .address(let address) = contacts.first
+        guard let contacts = ContactValue.parseList(headers.values(.contact)),
+            case .address(let address) = contacts.first
         else { return nil }
         return address.uri
     }

@@ -33,7 +33,8 @@ public enum ResponseDestination: Sendable, Hashable {
 
     /// The destination for a response whose top Via is `via`, the request having come from `peer`.
     public init(topVia via: Via, from peer: SIPPeer) {
-        let defaultPort = peer.transport == .tls ? ResponseDestination.defaultSIPSPort : ResponseDestination.defaultSIPPort
+        let defaultPort =
+            peer.transport == .tls ? ResponseDestination.defaultSIPSPort : ResponseDestination.defaultSIPPort
         let sentByPort = via.port ?? defaultPort
         // The address to answer at: `received` if the request was stamped, else the source. If
         // the two differ the Via was stamped for a different hop; `received` is what §18.2.2 names.
@@ -51,7 +52,9 @@ public enum ResponseDestination: Sendable, Hashable {
         // > MUST be forwarded to the address listed there, using the port indicated in "sent-by",
         // > or port 5060 if none is present.
         if let maddr = via.parameters.unquotedValue("maddr"), !maddr.isEmpty {
-            self = .address(SIPPeer(transport: peer.transport, host: ResponseDestination.stripBrackets(maddr), port: sentByPort))
+            self = .address(
+                SIPPeer(transport: peer.transport, host: ResponseDestination.stripBrackets(maddr), port: sentByPort)
+            )
             return
         }
         // RFC 3581 §4: "When a server attempts to send a response, it examines the topmost Via

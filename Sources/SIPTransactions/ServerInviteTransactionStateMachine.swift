@@ -86,7 +86,9 @@ public struct ServerInviteTransactionStateMachine: Sendable {
     public let tryingPolicy: TryingPolicy
 
     public init(
-        request: SIPRequest, reliability: TransportReliability, timers: SIPTimers = .rfc3261,
+        request: SIPRequest,
+        reliability: TransportReliability,
+        timers: SIPTimers = .rfc3261,
         tryingPolicy: TryingPolicy = .sendImmediately
     ) {
         self.request = request

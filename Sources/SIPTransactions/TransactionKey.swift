@@ -71,8 +71,16 @@ public struct TransactionKey: Hashable, Sendable, CustomStringConvertible {
             role: .server,
             identity: .rfc2543(
                 RFC2543Identity(
-                    requestURI: request.uri, toTag: request.to?.tag, fromTag: request.from?.tag, callID: callID,
-                    sequenceNumber: cseq.number, topVia: topVia, method: method)))
+                    requestURI: request.uri,
+                    toTag: request.to?.tag,
+                    fromTag: request.from?.tag,
+                    callID: callID,
+                    sequenceNumber: cseq.number,
+                    topVia: topVia,
+                    method: method
+                )
+            )
+        )
     }
 
     /// The key of the client transaction that sends `request` (whose top Via we wrote).

@@ -72,7 +72,8 @@ public struct TransactionLayer: Sendable {
     public let tryingPolicy: ServerInviteTransactionStateMachine.TryingPolicy
 
     public init(
-        timers: SIPTimers = .rfc3261, maximumTransactionCount: Int = TransactionLayer.defaultMaximumTransactionCount,
+        timers: SIPTimers = .rfc3261,
+        maximumTransactionCount: Int = TransactionLayer.defaultMaximumTransactionCount,
         tryingPolicy: ServerInviteTransactionStateMachine.TryingPolicy = .sendImmediately
     ) {
         self.timers = timers
@@ -134,12 +135,19 @@ public struct TransactionLayer: Sendable {
         let machine: Machine
         if request.method == .invite {
             var invite = ServerInviteTransactionStateMachine(
-                request: request, reliability: peer.reliability, timers: timers, tryingPolicy: tryingPolicy)
+                request: request,
+                reliability: peer.reliability,
+                timers: timers,
+                tryingPolicy: tryingPolicy
+            )
             actions = invite.start()
             machine = .serverInvite(invite)
         } else {
             var nonInvite = ServerNonInviteTransactionStateMachine(
-                request: request, reliability: peer.reliability, timers: timers)
+                request: request,
+                reliability: peer.reliability,
+                timers: timers
+            )
             actions = nonInvite.start()
             machine = .serverNonInvite(nonInvite)
         }
@@ -233,12 +241,19 @@ public struct TransactionLayer: Sendable {
         let actions: [TransactionAction]
         let machine: Machine
         if request.method == .invite {
-            var invite = ClientInviteTransactionStateMachine(request: request, reliability: peer.reliability, timers: timers)
+            var invite = ClientInviteTransactionStateMachine(
+                request: request,
+                reliability: peer.reliability,
+                timers: timers
+            )
             actions = invite.start()
             machine = .clientInvite(invite)
         } else {
             var nonInvite = ClientNonInviteTransactionStateMachine(
-                request: request, reliability: peer.reliability, timers: timers)
+                request: request,
+                reliability: peer.reliability,
+                timers: timers
+            )
             actions = nonInvite.start()
             machine = .clientNonInvite(nonInvite)
         }

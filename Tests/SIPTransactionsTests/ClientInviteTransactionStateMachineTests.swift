@@ -11,7 +11,8 @@ import Testing
         #expect(
             machine.start() == [
                 .send(sent), .startTimer(.A, after: .milliseconds(500)), .startTimer(.B, after: .seconds(32)),
-            ])
+            ]
+        )
         // RFC 3261 §17.1.1.2: intervals "double after each transmission" (T2 caps E and G, not A):
         // 0.5, 1, 2, 4, 8, 16 s: seven transmissions before Timer B fires at 32 s.
         for seconds in [1, 2, 4, 8, 16] {
@@ -29,7 +30,8 @@ import Testing
         #expect(
             machine.receivedResponse(ringing) == [
                 .cancelTimer(.A), .cancelTimer(.B), .deliverToTransactionUser(.response(ringing)),
-            ])
+            ]
+        )
         // Proceeding: no more retransmissions, no timeout.
         #expect(machine.timerFired(.A) == [])
         #expect(machine.timerFired(.B) == [])
@@ -40,7 +42,8 @@ import Testing
         #expect(
             machine.receivedResponse(busy) == [
                 .send(.request(ack)), .deliverToTransactionUser(.response(busy)), .startTimer(.D, after: .seconds(32)),
-            ])
+            ]
+        )
         // A retransmitted 486 is acknowledged again and not passed up.
         #expect(machine.receivedResponse(busy) == [.send(.request(ack))])
         #expect(machine.timerFired(.D) == [.terminated])
@@ -81,7 +84,8 @@ import Testing
         #expect(
             machine.receivedResponse(busy) == [
                 .cancelTimer(.B), .send(.request(ack)), .deliverToTransactionUser(.response(busy)), .terminated,
-            ])
+            ]
+        )
     }
 
     @Test func rfc6026AcceptedPassesEvery2xxUntilTimerM() throws {
@@ -93,7 +97,8 @@ import Testing
             machine.receivedResponse(ok) == [
                 .cancelTimer(.A), .cancelTimer(.B), .deliverToTransactionUser(.response(ok)),
                 .startTimer(.M, after: .seconds(32)),
-            ])
+            ]
+        )
         // Retransmitted and forked 2xx responses reach the TU, which ACKs each.
         #expect(machine.receivedResponse(ok) == [.deliverToTransactionUser(.response(ok))])
         let forked = TestMessages.response(200, to: invite, toTag: "bob2")

@@ -11,7 +11,8 @@ import Testing
         #expect(
             machine.start() == [
                 .send(sent), .startTimer(.E, after: .milliseconds(500)), .startTimer(.F, after: .seconds(32)),
-            ])
+            ]
+        )
         #expect(machine.timerFired(.E) == [.send(sent), .startTimer(.E, after: .seconds(1))])
         #expect(machine.timerFired(.E) == [.send(sent), .startTimer(.E, after: .seconds(2))])
         #expect(machine.timerFired(.E) == [.send(sent), .startTimer(.E, after: .seconds(4))])
@@ -37,7 +38,8 @@ import Testing
             machine.receivedResponse(ok) == [
                 .cancelTimer(.E), .cancelTimer(.F), .deliverToTransactionUser(.response(ok)),
                 .startTimer(.K, after: .seconds(5)),
-            ])
+            ]
+        )
         // Completed absorbs retransmitted responses.
         #expect(machine.receivedResponse(ok) == [])
         #expect(machine.timerFired(.F) == [])

@@ -57,7 +57,12 @@ import Testing
     @Test func uasRequestsFollowTheRouteSetAndCountFromOne() throws {
         let request = try subscribe()
         var dialog = try #require(
-            Dialog(uasRequest: request, response: TestMessages.response(202, to: request, toTag: "bl7"), receivedOverTLS: false))
+            Dialog(
+                uasRequest: request,
+                response: TestMessages.response(202, to: request, toTag: "bl7"),
+                receivedOverTLS: false
+            )
+        )
         let notify = dialog.makeRequest(method: .notify)
         #expect(notify.method == .notify)
         #expect(notify.uri == dialog.remoteTarget)
@@ -87,7 +92,12 @@ import Testing
     @Test func incomingCSeqMustNotGoBackwards() throws {
         let request = try subscribe()
         var dialog = try #require(
-            Dialog(uasRequest: request, response: TestMessages.response(200, to: request, toTag: "bl7"), receivedOverTLS: false))
+            Dialog(
+                uasRequest: request,
+                response: TestMessages.response(200, to: request, toTag: "bl7"),
+                receivedOverTLS: false
+            )
+        )
         #expect(dialog.receivedRequest(try subscribeInDialog(cseq: 19)) == .rejectOutOfOrder)
         #expect(dialog.remoteSequenceNumber == 20)
         #expect(dialog.receivedRequest(try subscribeInDialog(cseq: 20)) == .accept)
@@ -99,7 +109,12 @@ import Testing
     @Test func targetRefreshReplacesTheRemoteTarget() throws {
         let request = try subscribe()
         var dialog = try #require(
-            Dialog(uasRequest: request, response: TestMessages.response(200, to: request, toTag: "bl7"), receivedOverTLS: false))
+            Dialog(
+                uasRequest: request,
+                response: TestMessages.response(200, to: request, toTag: "bl7"),
+                receivedOverTLS: false
+            )
+        )
         dialog.refreshRemoteTarget(from: try subscribeInDialog(cseq: 21))
         #expect(dialog.remoteTarget.description == "sip:201@198.51.100.9:5090")
     }
@@ -115,16 +130,32 @@ import Testing
 
     @Test func responsesThatCannotCreateADialog() throws {
         let request = try subscribe()
-        #expect(Dialog(uasRequest: request, response: TestMessages.response(100, to: request), receivedOverTLS: false) == nil)
-        #expect(Dialog(uasRequest: request, response: TestMessages.response(200, to: request), receivedOverTLS: false) == nil)
         #expect(
-            Dialog(uasRequest: request, response: TestMessages.response(404, to: request, toTag: "t"), receivedOverTLS: false)
-                == nil)
+            Dialog(uasRequest: request, response: TestMessages.response(100, to: request), receivedOverTLS: false)
+                == nil
+        )
+        #expect(
+            Dialog(uasRequest: request, response: TestMessages.response(200, to: request), receivedOverTLS: false)
+                == nil
+        )
+        #expect(
+            Dialog(
+                uasRequest: request,
+                response: TestMessages.response(404, to: request, toTag: "t"),
+                receivedOverTLS: false
+            )
+                == nil
+        )
         var noContact = request
         noContact.headers.remove(.contact)
         #expect(
-            Dialog(uasRequest: noContact, response: TestMessages.response(200, to: request, toTag: "t"), receivedOverTLS: false)
-                == nil)
+            Dialog(
+                uasRequest: noContact,
+                response: TestMessages.response(200, to: request, toTag: "t"),
+                receivedOverTLS: false
+            )
+                == nil
+        )
     }
 
     /// BusyLamp calls a phone: INVITE out, 180 then 200 back through one record-routing proxy.
@@ -145,8 +176,11 @@ import Testing
         #expect(dialog.id == DialogID(incoming: ringing))
 
         let ok = TestMessages.response(
-            200, to: invite, toTag: "bob1",
-            extraHeaders: [(.recordRoute, "<sip:near.example.com;lr>"), (.contact, "<sip:bob@192.0.2.21>")])
+            200,
+            to: invite,
+            toTag: "bob1",
+            extraHeaders: [(.recordRoute, "<sip:near.example.com;lr>"), (.contact, "<sip:bob@192.0.2.21>")]
+        )
         dialog.receivedResponse(ok)
         #expect(dialog.state == .confirmed)
         #expect(dialog.routeSet.map(\.uri.host) == ["near.example.com"])
@@ -171,12 +205,15 @@ import Testing
     @Test func strictRouterGetsTheRequestURIAndTheTargetGoesLast() throws {
         let invite = try TestMessages.invite()
         let ok = TestMessages.response(
-            200, to: invite, toTag: "bob1",
+            200,
+            to: invite,
+            toTag: "bob1",
             extraHeaders: [
                 (.recordRoute, "<sip:second.example.com;lr>"),
                 (.recordRoute, "<sip:strict.example.com;method=INVITE?X-Header=1>"),
                 (.contact, "<sip:bob@192.0.2.21>"),
-            ])
+            ]
+        )
         var dialog = try #require(Dialog(uacRequest: invite, response: ok, sentOverTLS: false))
         let bye = dialog.makeRequest(method: .bye)
         #expect(bye.uri.description == "sip:strict.example.com")

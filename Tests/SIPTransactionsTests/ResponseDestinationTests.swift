@@ -43,7 +43,8 @@ import Testing
         #expect(register.topVia?.hasRport == false)
         #expect(
             ResponseDestination(respondingTo: register, from: peer)
-                == .address(SIPPeer(transport: .udp, host: "203.0.113.7", port: 5070)))
+                == .address(SIPPeer(transport: .udp, host: "203.0.113.7", port: 5070))
+        )
     }
 
     @Test func sentByEqualToTheSourceIsLeftAloneAndPortDefaultsTo5060() throws {
@@ -54,7 +55,8 @@ import Testing
         #expect(register == before)
         #expect(
             ResponseDestination(respondingTo: register, from: peer)
-                == .address(SIPPeer(transport: .udp, host: "192.0.2.4", port: 5060)))
+                == .address(SIPPeer(transport: .udp, host: "192.0.2.4", port: 5060))
+        )
     }
 
     @Test func aDomainNameSentByAlwaysGetsReceived() throws {
@@ -91,19 +93,24 @@ import Testing
         let register = try request(via: "SIP/2.0/UDP 192.0.2.4:5066;branch=z9hG4bKm;maddr=239.255.255.1;ttl=1")
         #expect(
             ResponseDestination(respondingTo: register, from: peer)
-                == .address(SIPPeer(transport: .udp, host: "239.255.255.1", port: 5066)))
+                == .address(SIPPeer(transport: .udp, host: "239.255.255.1", port: 5066))
+        )
     }
 
     @Test(arguments: [SIPPeer.Transport.tcp, .tls])
     func streamTransportsAnswerOnTheSameConnection(transport: SIPPeer.Transport) throws {
         let peer = SIPPeer(transport: transport, host: "203.0.113.7", port: 50_111, connectionID: 42)
         var register = try request(
-            via: "SIP/2.0/\(transport.viaToken) 10.0.0.5:5070;branch=z9hG4bKtcp;rport;maddr=239.255.255.1")
+            via: "SIP/2.0/\(transport.viaToken) 10.0.0.5:5070;branch=z9hG4bKtcp;rport;maddr=239.255.255.1"
+        )
         register.stampReceived(from: peer)
         #expect(
             ResponseDestination(respondingTo: register, from: peer)
                 == .sameConnection(
-                    connectionID: 42, fallback: SIPPeer(transport: transport, host: "203.0.113.7", port: 5070)))
+                    connectionID: 42,
+                    fallback: SIPPeer(transport: transport, host: "203.0.113.7", port: 5070)
+                )
+        )
     }
 
     @Test func streamWithoutAConnectionFallsBackToReceivedAndSentByPort() throws {
@@ -111,12 +118,16 @@ import Testing
         let register = try request(via: "SIP/2.0/TLS phone.example.com;branch=z9hG4bKtls")
         #expect(
             ResponseDestination(respondingTo: register, from: peer)
-                == .address(SIPPeer(transport: .tls, host: "203.0.113.7", port: ResponseDestination.defaultSIPSPort)))
+                == .address(SIPPeer(transport: .tls, host: "203.0.113.7", port: ResponseDestination.defaultSIPSPort))
+        )
     }
 
     @Test func peersDescribeThemselves() {
         #expect(SIPPeer(transport: .udp, host: "::1", port: 5060).description == "udp:[::1]:5060")
-        #expect(SIPPeer(transport: .tcp, host: "192.0.2.1", port: 5060, connectionID: 3).description == "tcp:192.0.2.1:5060#3")
+        #expect(
+            SIPPeer(transport: .tcp, host: "192.0.2.1", port: 5060, connectionID: 3).description
+                == "tcp:192.0.2.1:5060#3"
+        )
         #expect(SIPPeer.Transport.udp.reliability == .unreliable)
         #expect(SIPPeer.Transport.tls.reliability == .reliable)
     }

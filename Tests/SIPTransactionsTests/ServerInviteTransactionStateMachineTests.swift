@@ -25,7 +25,10 @@ import Testing
     @Test func tryingLeftToTheTransactionUser() throws {
         let invite = try TestMessages.invite()
         var machine = ServerInviteTransactionStateMachine(
-            request: invite, reliability: .unreliable, tryingPolicy: .transactionUserRespondsWithin200Milliseconds)
+            request: invite,
+            reliability: .unreliable,
+            tryingPolicy: .transactionUserRespondsWithin200Milliseconds
+        )
         #expect(machine.start() == [.deliverToTransactionUser(.request(invite))])
         #expect(machine.receivedRequest(invite) == [])
     }
@@ -40,8 +43,10 @@ import Testing
         let busy = TestMessages.response(486, to: invite, toTag: "bob1")
         #expect(
             machine.sendResponse(busy) == [
-                .send(.response(busy)), .startTimer(.G, after: .milliseconds(500)), .startTimer(.H, after: .seconds(32)),
-            ])
+                .send(.response(busy)), .startTimer(.G, after: .milliseconds(500)),
+                .startTimer(.H, after: .seconds(32)),
+            ]
+        )
         // Timer G doubles from T1 and is capped at T2.
         #expect(machine.timerFired(.G) == [.send(.response(busy)), .startTimer(.G, after: .seconds(1))])
         #expect(machine.timerFired(.G) == [.send(.response(busy)), .startTimer(.G, after: .seconds(2))])

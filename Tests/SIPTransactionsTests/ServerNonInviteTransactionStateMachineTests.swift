@@ -33,7 +33,11 @@ import Testing
         var machine = ServerNonInviteTransactionStateMachine(request: register, reliability: .unreliable)
         _ = machine.start()
         let unauthorized = TestMessages.response(401, to: register, toTag: "srv")
-        #expect(machine.sendResponse(unauthorized) == [.send(.response(unauthorized)), .startTimer(.J, after: .seconds(32))])
+        #expect(
+            machine.sendResponse(unauthorized) == [
+                .send(.response(unauthorized)), .startTimer(.J, after: .seconds(32)),
+            ]
+        )
         #expect(machine.receivedRequest(register) == [.send(.response(unauthorized))])
     }
 
@@ -49,7 +53,10 @@ import Testing
     @Test func configuredT1ScalesTimerJ() throws {
         let register = try TestMessages.register()
         var machine = ServerNonInviteTransactionStateMachine(
-            request: register, reliability: .unreliable, timers: SIPTimers(t1: .milliseconds(100)))
+            request: register,
+            reliability: .unreliable,
+            timers: SIPTimers(t1: .milliseconds(100))
+        )
         _ = machine.start()
         let ok = TestMessages.response(200, to: register, toTag: "srv")
         #expect(machine.sendResponse(ok) == [.send(.response(ok)), .startTimer(.J, after: .milliseconds(6400))])

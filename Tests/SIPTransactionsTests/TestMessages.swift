@@ -14,8 +14,10 @@ enum TestMessages {
     }
 
     static func invite(
-        branch: String = "z9hG4bK776asdhds", sentBy: String = "pc33.atlanta.example.com:5060",
-        transport: String = "UDP", toTag: String? = nil
+        branch: String = "z9hG4bK776asdhds",
+        sentBy: String = "pc33.atlanta.example.com:5060",
+        transport: String = "UDP",
+        toTag: String? = nil
     ) throws -> SIPRequest {
         try request([
             "INVITE sip:bob@biloxi.example.com SIP/2.0",
@@ -47,7 +49,8 @@ enum TestMessages {
 
     /// The ACK an RFC 3261 UAC sends for a non-2xx: same branch as the INVITE.
     static func ack(for invite: SIPRequest, toTag: String, branch: String? = nil) throws -> SIPRequest {
-        let via = branch.map { "SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=\($0)" }
+        let via =
+            branch.map { "SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=\($0)" }
             ?? invite.headers.listElements(.via)[0]
         return try request([
             "ACK \(invite.uri) SIP/2.0",
@@ -74,7 +77,10 @@ enum TestMessages {
 
     /// A response to `request` built as RFC 3261 §8.2.6.2 says.
     static func response(
-        _ statusCode: Int, to request: SIPRequest, toTag: String? = nil, extraHeaders: [(SIPHeaderName, String)] = []
+        _ statusCode: Int,
+        to request: SIPRequest,
+        toTag: String? = nil,
+        extraHeaders: [(SIPHeaderName, String)] = []
     ) -> SIPResponse {
         var headers = SIPHeaders()
         for via in request.headers.values(.via) { headers.add(.via, via) }

@@ -14,7 +14,9 @@ import Testing
         // The ACK for a non-2xx carries the INVITE's branch and joins its transaction.
         #expect(TransactionKey(incoming: try TestMessages.ack(for: invite, toTag: "bob1")) == key)
         // The ACK for a 2xx has a branch of its own.
-        #expect(TransactionKey(incoming: try TestMessages.ack(for: invite, toTag: "bob1", branch: "z9hG4bKack2")) != key)
+        #expect(
+            TransactionKey(incoming: try TestMessages.ack(for: invite, toTag: "bob1", branch: "z9hG4bKack2")) != key
+        )
         // CANCEL has the INVITE's branch but is a transaction of its own, which targets the INVITE.
         let cancel = try TestMessages.cancel(for: invite)
         let cancelKey = try #require(TransactionKey(incoming: cancel))
@@ -48,7 +50,10 @@ import Testing
 
     @Test(arguments: ["branch=1234abcd", "branch=z9hG4bk-lowercase-k", "received=192.0.2.9"])
     func rfc2543RequestsFallBackToTheFullKey(viaParameters: String) throws {
-        func invite(via: String = "SIP/2.0/UDP oldphone.example.com:5060;\(viaParameters)", cseq: Int = 17)
+        func invite(
+            via: String = "SIP/2.0/UDP oldphone.example.com:5060;\(viaParameters)",
+            cseq: Int = 17
+        )
             throws -> SIPRequest
         {
             try TestMessages.request([

@@ -16,12 +16,15 @@ import Testing
             layer.receivedRequest(invite, from: phone) == [
                 .transaction(key, .send(.response(trying)), peer: phone),
                 .transaction(key, .deliverToTransactionUser(.request(invite)), peer: phone),
-            ])
+            ]
+        )
         #expect(layer.count == 1)
         #expect(layer.contains(key))
         #expect(layer.request(for: key) == invite)
         // The retransmission reaches only the machine.
-        #expect(layer.receivedRequest(invite, from: phone) == [.transaction(key, .send(.response(trying)), peer: phone)])
+        #expect(
+            layer.receivedRequest(invite, from: phone) == [.transaction(key, .send(.response(trying)), peer: phone)]
+        )
 
         let busy = TestMessages.response(486, to: invite, toTag: "bob1")
         #expect(
@@ -29,19 +32,22 @@ import Testing
                 .transaction(key, .send(.response(busy)), peer: phone),
                 .transaction(key, .startTimer(.G, after: .milliseconds(500)), peer: phone),
                 .transaction(key, .startTimer(.H, after: .seconds(32)), peer: phone),
-            ])
+            ]
+        )
         #expect(
             layer.timerFired(.G, for: key) == [
                 .transaction(key, .send(.response(busy)), peer: phone),
                 .transaction(key, .startTimer(.G, after: .seconds(1)), peer: phone),
-            ])
+            ]
+        )
         let ack = try TestMessages.ack(for: invite, toTag: "bob1")
         #expect(
             layer.receivedRequest(ack, from: phone) == [
                 .transaction(key, .cancelTimer(.G), peer: phone),
                 .transaction(key, .cancelTimer(.H), peer: phone),
                 .transaction(key, .startTimer(.I, after: .seconds(5)), peer: phone),
-            ])
+            ]
+        )
         #expect(layer.timerFired(.I, for: key) == [.transaction(key, .terminated, peer: phone)])
         #expect(layer.count == 0)
         // Late timers and answers for a removed transaction.
@@ -59,7 +65,8 @@ import Testing
             layer.sendResponse(ok, for: key) == [
                 .transaction(key, .send(.response(ok)), peer: phone),
                 .transaction(key, .startTimer(.L, after: .seconds(32)), peer: phone),
-            ])
+            ]
+        )
         #expect(layer.receivedRequest(invite, from: phone) == [])
         let ack = try TestMessages.ack(for: invite, toTag: "bob1", branch: "z9hG4bKack2xx")
         #expect(layer.receivedRequest(ack, from: phone) == [.deliverACK(ack, from: phone)])
@@ -81,7 +88,8 @@ import Testing
                 .transaction(key, .cancelTimer(.G), peer: phone),
                 .transaction(key, .cancelTimer(.H), peer: phone),
                 .transaction(key, .startTimer(.I, after: .seconds(5)), peer: phone),
-            ])
+            ]
+        )
     }
 
     @Test func cancelIsItsOwnTransactionAndFindsTheINVITE() throws {
@@ -94,10 +102,15 @@ import Testing
         #expect(
             layer.receivedRequest(cancel, from: phone) == [
                 .transaction(cancelKey, .deliverToTransactionUser(.request(cancel)), peer: phone)
-            ])
+            ]
+        )
         #expect(layer.count == 2)
         #expect(layer.inviteTransaction(forCancel: cancel) == inviteKey)
-        #expect(layer.inviteTransaction(forCancel: try TestMessages.cancel(for: try TestMessages.invite(branch: "z9hG4bKnone"))) == nil)
+        #expect(
+            layer.inviteTransaction(
+                forCancel: try TestMessages.cancel(for: try TestMessages.invite(branch: "z9hG4bKnone"))
+            ) == nil
+        )
     }
 
     @Test func nonINVITEOverTCPEndsWithItsFinalResponse() throws {
@@ -107,12 +120,14 @@ import Testing
         #expect(
             layer.receivedRequest(register, from: tcpPhone) == [
                 .transaction(key, .deliverToTransactionUser(.request(register)), peer: tcpPhone)
-            ])
+            ]
+        )
         let ok = TestMessages.response(200, to: register, toTag: "r")
         #expect(
             layer.sendResponse(ok, for: key) == [
                 .transaction(key, .send(.response(ok)), peer: tcpPhone), .transaction(key, .terminated, peer: tcpPhone),
-            ])
+            ]
+        )
         #expect(layer.count == 0)
     }
 
@@ -131,14 +146,16 @@ import Testing
             layer.sendRequest(options, to: tcpPhone) == [
                 .transaction(key, .send(.request(options)), peer: tcpPhone),
                 .transaction(key, .startTimer(.F, after: .seconds(32)), peer: tcpPhone),
-            ])
+            ]
+        )
         #expect(layer.sendRequest(options, to: tcpPhone) == [.refused(options, reason: .duplicateTransaction)])
         let ok = TestMessages.response(200, to: options, toTag: "p")
         #expect(
             layer.receivedResponse(ok, from: tcpPhone) == [
                 .transaction(key, .deliverToTransactionUser(.response(ok)), peer: tcpPhone),
                 .transaction(key, .terminated, peer: tcpPhone),
-            ])
+            ]
+        )
         #expect(layer.count == 0)
         #expect(layer.receivedResponse(ok, from: tcpPhone) == [.discardStrayResponse(ok, from: tcpPhone)])
     }
@@ -151,12 +168,14 @@ import Testing
         #expect(
             layer.timerFired(.F, for: key) == [
                 .transaction(key, .timeout, peer: phone), .transaction(key, .terminated, peer: phone),
-            ])
+            ]
+        )
         _ = layer.sendRequest(register, to: phone)
         #expect(
             layer.transportFailed(for: key) == [
                 .transaction(key, .transportError, peer: phone), .transaction(key, .terminated, peer: phone),
-            ])
+            ]
+        )
         #expect(layer.count == 0)
     }
 

@@ -106,7 +106,9 @@ public struct TransactionLayer: Sendable {
 
     // MARK: Events from the transport
 
-    /// A request arrived from `peer`.
+    /// A request arrived from `peer`. Stamp it first (`SIPRequest.stampReceived(from:)`,
+    /// RFC 3261 §18.2.1) so that the responses the TU copies its Via into carry `received` and
+    /// `rport`; stamping does not change the request's key.
     public mutating func receivedRequest(_ request: SIPRequest, from peer: SIPPeer) -> [Action] {
         guard let key = TransactionKey(incoming: request) else {
             return [.discardUnmatchable(.request(request), from: peer)]

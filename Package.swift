@@ -85,8 +85,11 @@ let package = Package(
         .executableTarget(
             name: "busylamp",
             dependencies: [
-                "BusyLampServer", "BusyLampStore", "BusyLampCore",
+                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPTransportNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

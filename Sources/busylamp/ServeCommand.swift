@@ -1,0 +1,109 @@
+import ArgumentParser
+import BusyLampCore
+import BusyLampServer
+import BusyLampStore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the server with the embedded store.")
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        let resolved = try options.resolve()
+        try await ServerLauncher.run(resolved, seed: nil)
+    }
+}
+
+/// Opens the store, loads the directory, starts the services, prints the chosen addresses
+/// and `ready`, and waits for SIGTERM or SIGINT.
+enum ServerLauncher {
+    static func run(_ resolved: ServerOptions.Resolved, seed: Directory?, afterStart: ([String]) -> Void = { _ in }) async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = resolved.logLevel
+            return handler
+        }
+        let logger = Logger(label: "busylamp")
+
+        let store = try openStore(resolved.storeLocation)
+        if let seed {
+            try store.replaceDirectory(with: seed)
+        }
+        if let path = resolved.directoryFile {
+            let directory = try loadDirectoryFile(path)
+            try store.replaceDirectory(with: directory)
+            logger.info("Directory loaded", metadata: ["file": "\(path)"])
+        }
+        guard let directory = try store.loadDirectory() else {
+            throw OperatorError(
+                message: "no directory in the store: pass --directory FILE or run `busylamp import FILE` first")
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var configuration = SIPServer.Configuration()
+        configuration.listenAddresses = resolved.listenAddresses
+        configuration.transport.streamIdleTimeout = .seconds(Int64(resolved.tcpIdleTimeout))
+        let server = SIPServer(
+            eventLoop: group.next(), directory: directory, directoryStore: store, registrationStore: store,
+            configuration: configuration, logger: logger)
+        let listeners: [SIPTransportListenerDescription]
+        do {
+            listeners = try await server.start().map {
+                SIPTransportListenerDescription(
+                    transport: $0.transport.rawValue, host: $0.localAddress.ipAddress ?? "?",
+                    port: $0.localAddress.port ?? 0)
+            }
+        } catch {
+            await server.stop()
+            try? await group.shutdownGracefully()
+            throw OperatorError(message: "cannot bind the SIP listeners: \(error)", exitCode: 1)
+        }
+        // INTERFACE.md: the chosen addresses, then `ready`, so that scripts can wait for it.
+        for listener in listeners { print("sip \(listener.transport) \(listener.hostPort)") }
+        afterStart(listeners.map(\.hostPort))
+        print("ready")
+        fflush(nil)  // every open stream: stdout is a pipe under tests and scripts
+
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: SIPServerService(server: server))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await services.run()
+        try? await group.shutdownGracefully()
+        try? store.close()
+        logger.info("Stopped")
+    }
+
+    static func openStore(_ location: ServerOptions.StoreLocation) throws -> SQLiteStore {
+        switch location {
+        case .sqlite(let directory):
+            do {
+                return try SQLiteStore.open(dataDirectory: directory)
+            } catch {
+                throw OperatorError(message: "\(directory.path): cannot open the store: \(error)", exitCode: 1)
+            }
+        }
+    }
+
+    static func loadDirectoryFile(_ path: String) throws -> Directory {
+        do {
+            return try DirectoryFile.load(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw OperatorError(message: "\(error)")
+        }
+    }
+}
+
+struct SIPTransportListenerDescription {
+    var transport: String
+    var host: String
+    var port: Int
+    var hostPort: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

@@ -1,0 +1,157 @@
+import ArgumentParser
+import BusyLampCore
+import Foundation
+import Logging
+import SIPTransportNIO
+import Yams
+
+/// The options `serve` and `demo` share (INTERFACE.md), merged with an optional config file.
+/// The command line wins over the file, the file over the defaults.
+struct ServerOptions: ParsableArguments {
+    @Option(help: "A YAML config file with any of these options (snake_case keys).")
+    var config: String?
+
+    @Option(help: "A directory file (YAML) to load into the store at start.")
+    var directory: String?
+
+    @Option(help: "The data folder of the embedded store (default ./busylamp-data).")
+    var data: String?
+
+    @Option(help: "A SIP listener: udp:HOST:PORT, tcp:HOST:PORT (repeatable; port 0 picks a free port).")
+    var sip: [String] = []
+
+    @Option(help: "The admin HTTP listener HOST:PORT (default 127.0.0.1:8080).")
+    var http: String?
+
+    @Option(help: "sqlite:PATH (default, embedded) or postgres://USER@HOST:PORT/DB.")
+    var store: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    @Option(name: .customLong("tcp-idle-timeout"), help: "Seconds before an idle TCP connection is closed (default 180).")
+    var tcpIdleTimeout: Int?
+
+    /// The settings after merging file and command line, validated.
+    struct Resolved {
+        var directoryFile: String?
+        var storeLocation: StoreLocation
+        var listenAddresses: [SIPListenAddress]
+        var httpAddress: String
+        var logLevel: Logger.Level
+        var tcpIdleTimeout: Int
+    }
+
+    enum StoreLocation {
+        case sqlite(directory: URL)
+    }
+
+    /// Keys a config file may hold: the options' long names in snake_case.
+    static let configKeys: Set<String> = [
+        "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
+    ]
+
+    func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
+        var file: [String: Node] = [:]
+        if let config {
+            file = try Self.loadConfig(config)
+        }
+        func string(_ key: String) throws -> String? {
+            guard let node = file[key] else { return nil }
+            guard let value = node.string else {
+                throw OperatorError(message: "\(config!):\(node.mark.map { String($0.line) } ?? "?"): \(key) must be a string")
+            }
+            return value
+        }
+
+        let sipValues: [String]
+        if !sip.isEmpty {
+            sipValues = sip
+        } else if let node = file["sip"] {
+            guard let sequence = node.sequence else {
+                throw OperatorError(message: "\(config!):\(node.mark?.line ?? 0): sip must be a list")
+            }
+            sipValues = sequence.compactMap(\.string)
+        } else {
+            sipValues = []
+        }
+        let listenAddresses: [SIPListenAddress]
+        do {
+            listenAddresses = sipValues.isEmpty ? SIPListenAddress.defaults : try sipValues.map(SIPListenAddress.init(parsing:))
+        } catch {
+            throw OperatorError(message: "\(error)")
+        }
+        if let tls = listenAddresses.first(where: { $0.transport == .tls }) {
+            throw OperatorError(message: "--sip \(tls): TLS listeners are not available yet")
+        }
+
+        let http = try http ?? string("http") ?? "127.0.0.1:8080"
+        guard let colon = http.lastIndex(of: ":"), let port = Int(http[http.index(after: colon)...]),
+            (0...65535).contains(port), colon != http.startIndex
+        else { throw OperatorError(message: "--http \(http): expected HOST:PORT") }
+
+        let levelText = try logLevel ?? string("log_level") ?? "info"
+        guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
+            throw OperatorError(message: "--log-level \(levelText): expected trace, debug, info, notice, warning, error or critical")
+        }
+
+        var idle = tcpIdleTimeout
+        if idle == nil, let node = file["tcp_idle_timeout"] {
+            guard let value = node.int else {
+                throw OperatorError(message: "\(config!):\(node.mark?.line ?? 0): tcp_idle_timeout must be a number of seconds")
+            }
+            idle = value
+        }
+        let tcpIdleTimeout = idle ?? 180
+        guard tcpIdleTimeout > 0 else { throw OperatorError(message: "--tcp-idle-timeout must be above 0") }
+
+        let data = try data ?? string("data")
+        let storeText = try store ?? string("store")
+        let storeLocation: StoreLocation
+        switch storeText {
+        case nil:
+            storeLocation = .sqlite(directory: URL(fileURLWithPath: data ?? defaultData))
+        case let text? where text.hasPrefix("sqlite:"):
+            guard data == nil else { throw OperatorError(message: "--data and --store are exclusive: give one") }
+            let path = String(text.dropFirst("sqlite:".count))
+            guard !path.isEmpty else { throw OperatorError(message: "--store \(text): expected sqlite:PATH") }
+            storeLocation = .sqlite(directory: URL(fileURLWithPath: path))
+        case let text? where text.hasPrefix("postgres://"):
+            throw OperatorError(message: "--store \(text): PostgreSQL cluster mode is not available yet")
+        case let text?:
+            throw OperatorError(message: "--store \(text): expected sqlite:PATH or postgres://USER@HOST:PORT/DB")
+        }
+
+        return Resolved(
+            directoryFile: try directory ?? string("directory"), storeLocation: storeLocation,
+            listenAddresses: listenAddresses, httpAddress: http, logLevel: level, tcpIdleTimeout: tcpIdleTimeout)
+    }
+
+    static func loadConfig(_ path: String) throws -> [String: Node] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw OperatorError(message: "\(path): cannot read the config file")
+        }
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw OperatorError(message: "\(path): not valid YAML: \(error)")
+        }
+        guard let root else { return [:] }
+        guard let mapping = root.mapping else {
+            throw OperatorError(message: "\(path):\(root.mark?.line ?? 1): expected a mapping of options")
+        }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string, configKeys.contains(key) else {
+                throw OperatorError(
+                    message: "\(path):\(keyNode.mark?.line ?? 0): unknown key \"\(keyNode.string ?? "?")\"")
+            }
+            result[key] = value
+        }
+        return result
+    }
+}

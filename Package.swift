@@ -101,6 +101,15 @@ let package = Package(
         .testTarget(name: "SIPTransactionsTests", dependencies: ["SIPTransactions"]),
         .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
         .testTarget(name: "BusyLampCoreTests", dependencies: ["BusyLampCore"]),
+        .testTarget(
+            name: "SIPTransportNIOTests",
+            dependencies: [
+                "SIPTransportNIO", "SIPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "BusyLampStoreTests", dependencies: ["BusyLampStore"]),
         .testTarget(
             name: "EndToEndTests",

@@ -62,8 +62,12 @@ public final class SIPServer: @unchecked Sendable {
     }
 
     public init(
-        eventLoop: EventLoop, directory: Directory, directoryStore: DirectoryStore,
-        registrationStore: RegistrationStore, configuration: Configuration, logger: Logger
+        eventLoop: EventLoop,
+        directory: Directory,
+        directoryStore: DirectoryStore,
+        registrationStore: RegistrationStore,
+        configuration: Configuration,
+        logger: Logger
     ) {
         self.eventLoop = eventLoop
         self.configuration = configuration
@@ -75,10 +79,16 @@ public final class SIPServer: @unchecked Sendable {
         self.transport = SIPTransport(eventLoop: eventLoop, configuration: configuration.transport, logger: logger)
         self.storeThread = NIOThreadPool(numberOfThreads: 1)
         self.authenticator = DigestAuthenticator(
-            realm: directory.platform.domain, secret: NonceManager.makeSecret(), policy: configuration.digestPolicy)
+            realm: directory.platform.domain,
+            secret: NonceManager.makeSecret(),
+            policy: configuration.digestPolicy
+        )
         self.registrar = Registrar(
             settings: Registrar.Settings(
-                minimumExpires: directory.platform.minimumExpires, maximumExpires: directory.platform.maximumExpires))
+                minimumExpires: directory.platform.minimumExpires,
+                maximumExpires: directory.platform.maximumExpires
+            )
+        )
     }
 
     /// Binds the listeners and starts serving. Returns the bound listeners (with real ports).
@@ -92,7 +102,8 @@ public final class SIPServer: @unchecked Sendable {
         try await eventLoop.submit {
             self.localHosts = hosts
             self.sweepTask = self.eventLoop.scheduleRepeatedTask(
-                initialDelay: .seconds(1), delay: self.configuration.bindingSweepInterval
+                initialDelay: .seconds(1),
+                delay: self.configuration.bindingSweepInterval
             ) { _ in self.sweepExpiredBindings() }
         }.get()
         logger.info("SIP listeners bound", metadata: ["sip.listeners": "\(listeners.map(\.localAddress))"])
@@ -133,7 +144,9 @@ public final class SIPServer: @unchecked Sendable {
     private func refuseUnparseable(_ error: SIPParseError, flow: SIPFlow) {
         Counter(label: "busylamp_sip_parse_errors_total", dimensions: [("reason", error.code.rawValue)]).increment()
         logger.debug(
-            "Unparseable message", metadata: ["sip.peer": "\(flow)", "sip.error": "\(error.reasonPhrase)"])
+            "Unparseable message",
+            metadata: ["sip.peer": "\(flow)", "sip.error": "\(error.reasonPhrase)"]
+        )
         guard var response = error.makeResponse(toTag: Self.makeTag()) else {
             transport.countDrop(.unparseable)
             return
@@ -162,7 +175,8 @@ public final class SIPServer: @unchecked Sendable {
             case .refused(let request, let reason):
                 logger.warning(
                     "Request refused by the transaction layer",
-                    metadata: ["sip.method": "\(request.method)", "sip.reason": "\(reason)"])
+                    metadata: ["sip.method": "\(request.method)", "sip.reason": "\(reason)"]
+                )
             case .sendWithoutTransaction(let request, let peer):
                 if let flow = flow ?? self.flow(to: peer, like: nil) { send(.request(request), to: flow) }
             case .unknownTransaction(let key):
@@ -232,8 +246,11 @@ public final class SIPServer: @unchecked Sendable {
             inbound?.listenerIndex
             ?? transport.listeners.firstIndex { $0.transport == transportKind } ?? 0
         return SIPFlow(
-            transport: transportKind, remoteAddress: address, listenerIndex: listenerIndex,
-            connectionID: peer.connectionID.map(ConnectionID.init))
+            transport: transportKind,
+            remoteAddress: address,
+            listenerIndex: listenerIndex,
+            connectionID: peer.connectionID.map(ConnectionID.init)
+        )
     }
 
     // MARK: Requests
@@ -257,8 +274,11 @@ public final class SIPServer: @unchecked Sendable {
         let unsupported = capabilities.unsupportedRequirements(of: request)
         guard unsupported.isEmpty else {
             return respond(
-                to: request, key: key, status: 420,
-                headers: [SIPHeaders.Field(name: .unsupported, value: unsupported.joined(separator: ", "))])
+                to: request,
+                key: key,
+                status: 420,
+                headers: [SIPHeaders.Field(name: .unsupported, value: unsupported.joined(separator: ", "))]
+            )
         }
         switch request.method {
         case .options:
@@ -277,9 +297,11 @@ public final class SIPServer: @unchecked Sendable {
     private func handleRegister(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
         let directory = self.directory
         let outcome = authenticator.verify(
-            request: request, headerName: .authorization,
+            request: request,
+            headerName: .authorization,
             ha1Lookup: { username, algorithm in directory.line(number: username)?.credentials[algorithm] },
-            now: Date())
+            now: Date()
+        )
         guard case .authenticated(let username) = outcome, let line = directory.line(number: username) else {
             return challenge(request, key: key, outcome: outcome)
         }
@@ -298,7 +320,12 @@ public final class SIPServer: @unchecked Sendable {
         storeThread.runIfActive(eventLoop: eventLoop) { () throws -> (Registrar.Decision, Date) in
             let now = Date()
             let decision = registrar.decide(
-                register: request, aor: aor, existing: try store.bindings(aor: aor), source: source, now: now)
+                register: request,
+                aor: aor,
+                existing: try store.bindings(aor: aor),
+                source: source,
+                now: now
+            )
             if case .apply(let upserts, let removals, _) = decision, !upserts.isEmpty || !removals.isEmpty {
                 try store.apply(aor: aor, upserts: upserts, removals: removals)
             }
@@ -313,7 +340,9 @@ public final class SIPServer: @unchecked Sendable {
                 response.headers.add(.server, configuration.serverName)
                 execute(transactions.sendResponse(response, for: key), flow: inboundFlows[key])
                 logger.debug(
-                    "Registered", metadata: ["line": "\(aor)", "sip.peer": "\(flow)", "sip.bindings": "\(bindings.count)"])
+                    "Registered",
+                    metadata: ["line": "\(aor)", "sip.peer": "\(flow)", "sip.bindings": "\(bindings.count)"]
+                )
             case .failure(let error):
                 logger.error("Registration store failed", metadata: ["line": "\(aor)", "error": "\(error)"])
                 respond(to: request, key: key, status: 500, reason: "Registration Not Stored")
@@ -327,7 +356,12 @@ public final class SIPServer: @unchecked Sendable {
         switch outcome {
         case .malformed(let error):
             countRefusal(request.method.rawValue, reason: "malformed_credentials")
-            return respond(to: request, key: key, status: 400, reason: "Malformed Authorization: \(error.code.rawValue)")
+            return respond(
+                to: request,
+                key: key,
+                status: 400,
+                reason: "Malformed Authorization: \(error.code.rawValue)"
+            )
         case .authenticated: reason = "unknown_line"
         case .stale: reason = "stale_nonce"
         case .wrongCredentials: reason = "wrong_credentials"
@@ -346,8 +380,12 @@ public final class SIPServer: @unchecked Sendable {
     }
 
     private func respond(
-        to request: SIPRequest, key: TransactionKey, status: Int, reason: String? = nil,
-        headers: [SIPHeaders.Field] = [], includeCapabilities: Bool = false
+        to request: SIPRequest,
+        key: TransactionKey,
+        status: Int,
+        reason: String? = nil,
+        headers: [SIPHeaders.Field] = [],
+        includeCapabilities: Bool = false
     ) {
         var response = SIPResponse(replyingTo: request, statusCode: status, reasonPhrase: reason, toTag: Self.makeTag())
         for field in headers { response.headers.add(field.name, field.value) }
@@ -422,7 +460,10 @@ extension SIPPeer {
         case .tls: transport = .tls
         }
         self.init(
-            transport: transport, host: flow.remoteHost, port: flow.remotePort,
-            connectionID: flow.connectionID?.rawValue)
+            transport: transport,
+            host: flow.remoteHost,
+            port: flow.remotePort,
+            connectionID: flow.connectionID?.rawValue
+        )
     }
 }

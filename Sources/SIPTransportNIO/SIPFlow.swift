@@ -13,7 +13,12 @@ public struct SIPFlow: Sendable, Hashable, CustomStringConvertible {
     /// For TCP/TLS: the connection, so that a later request reuses it.
     public var connectionID: ConnectionID?
 
-    public init(transport: SIPTransportKind, remoteAddress: SocketAddress, listenerIndex: Int, connectionID: ConnectionID?) {
+    public init(
+        transport: SIPTransportKind,
+        remoteAddress: SocketAddress,
+        listenerIndex: Int,
+        connectionID: ConnectionID?
+    ) {
         self.transport = transport
         self.remoteAddress = remoteAddress
         self.listenerIndex = listenerIndex

@@ -40,7 +40,8 @@ public struct SIPListenAddress: Sendable, Hashable, CustomStringConvertible {
         }
         var host = String(hostPort[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty, let port = Int(hostPort[hostPort.index(after: colon)...]), (0...65535).contains(port) else {
+        guard !host.isEmpty, let port = Int(hostPort[hostPort.index(after: colon)...]), (0...65535).contains(port)
+        else {
             throw ParseError(description: "--sip \(text): bad host or port")
         }
         self.init(transport: transport, host: host, port: port)

@@ -77,7 +77,8 @@ public final class SIPTransport: @unchecked Sendable {
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(
-                                SIPDatagramHandler(transport: self, listenerIndex: index))
+                                SIPDatagramHandler(transport: self, listenerIndex: index)
+                            )
                         }
                     }
                     .bind(host: address.host, port: address.port).get()
@@ -97,7 +98,11 @@ public final class SIPTransport: @unchecked Sendable {
                             try channel.pipeline.syncOperations.addHandlers([
                                 IdleStateHandler(readTimeout: idleTimeout),
                                 SIPStreamHandler(
-                                    transport: self, listenerIndex: index, transportKind: .tcp, limits: limits),
+                                    transport: self,
+                                    listenerIndex: index,
+                                    transportKind: .tcp,
+                                    limits: limits
+                                ),
                             ])
                         }
                     }
@@ -145,7 +150,8 @@ public final class SIPTransport: @unchecked Sendable {
 
     /// Closes every listener and connection.
     public func close() async {
-        let channels: [Channel] = try! await eventLoop.submit { self.listenerChannels + Array(self.connections.values) }.get()
+        let channels: [Channel] = try! await eventLoop.submit { self.listenerChannels + Array(self.connections.values) }
+            .get()
         for channel in channels {
             try? await channel.close()
         }

@@ -24,7 +24,11 @@ final class SIPDatagramHandler: ChannelInboundHandler {
         }
         let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
         let flow = SIPFlow(
-            transport: .udp, remoteAddress: envelope.remoteAddress, listenerIndex: listenerIndex, connectionID: nil)
+            transport: .udp,
+            remoteAddress: envelope.remoteAddress,
+            listenerIndex: listenerIndex,
+            connectionID: nil
+        )
         transport.deliver(bytes: bytes, framing: .datagram, flow: flow)
     }
 
@@ -71,8 +75,11 @@ final class SIPStreamHandler: ChannelDuplexHandler {
         framer.append(buffer.readableBytesView)
         guard let remoteAddress else { return }
         let flow = SIPFlow(
-            transport: transportKind, remoteAddress: remoteAddress, listenerIndex: listenerIndex,
-            connectionID: connectionID)
+            transport: transportKind,
+            remoteAddress: remoteAddress,
+            listenerIndex: listenerIndex,
+            connectionID: connectionID
+        )
         do {
             while let frame = try framer.next() {
                 switch frame {

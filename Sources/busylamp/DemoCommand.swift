@@ -4,14 +4,17 @@ import Foundation
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo", abstract: "Run the server with the seed's demo office (Leo, Alice, Joe, Bob).")
+        commandName: "demo",
+        abstract: "Run the server with the seed's demo office (Leo, Alice, Joe, Bob)."
+    )
 
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
         let resolved = try options.resolve()
         let office = DemoOffice()
-        try await ServerLauncher.run(resolved, seed: resolved.directoryFile == nil ? office.directory : nil) { addresses in
+        try await ServerLauncher.run(resolved, seed: resolved.directoryFile == nil ? office.directory : nil) {
+            addresses in
             print(office.instructions(addresses: addresses))
         }
     }
@@ -35,9 +38,16 @@ struct DemoOffice {
         let account = Account(id: "demo", name: "Demo Office")
         let lines = people.map { person in
             Line(
-                accountID: account.id, extensionNumber: person.extensionNumber, number: number(person.extensionNumber),
+                accountID: account.id,
+                extensionNumber: person.extensionNumber,
+                number: number(person.extensionNumber),
                 name: person.name,
-                credentials: Line.credentials(number: number(person.extensionNumber), realm: Self.domain, password: person.password))
+                credentials: Line.credentials(
+                    number: number(person.extensionNumber),
+                    realm: Self.domain,
+                    password: person.password
+                )
+            )
         }
         var directory = Directory(platform: platform)
         directory.setAccounts([account], lines: lines)
@@ -48,7 +58,8 @@ struct DemoOffice {
         var text = "\nBusyLamp demo office (account \"demo\", domain \(Self.domain))\n"
         text += "Point a softphone at \(addresses.first ?? "this machine:5060") and register one of:\n"
         for person in people {
-            text += "  \(person.name.padding(toLength: 6, withPad: " ", startingAt: 0)) user \(number(person.extensionNumber))"
+            text +=
+                "  \(person.name.padding(toLength: 6, withPad: " ", startingAt: 0)) user \(number(person.extensionNumber))"
             text += "  extension \(person.extensionNumber)  password \(person.password)\n"
         }
         text += "Use \(Self.domain) as the SIP domain and realm. Lamps (BLF) and simulated calls arrive with"

@@ -3,7 +3,9 @@ import Foundation
 
 struct ImportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "import", abstract: "Load a directory file into the store, replacing its directory.")
+        commandName: "import",
+        abstract: "Load a directory file into the store, replacing its directory."
+    )
 
     @Argument(help: "The directory file (YAML).")
     var file: String
@@ -25,6 +27,7 @@ struct ImportCommand: AsyncParsableCommand {
         try sqlite.close()
         print(
             "imported \(directory.accounts.count) accounts, \(directory.lines.count) lines, "
-                + "\(directory.trunks.count) trunks into \(sqlite.path)")
+                + "\(directory.trunks.count) trunks into \(sqlite.path)"
+        )
     }
 }

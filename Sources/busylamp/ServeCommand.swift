@@ -10,7 +10,9 @@ import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Run the server with the embedded store.")
+        commandName: "serve",
+        abstract: "Run the server with the embedded store."
+    )
 
     @OptionGroup var options: ServerOptions
 
@@ -23,7 +25,11 @@ struct ServeCommand: AsyncParsableCommand {
 /// Opens the store, loads the directory, starts the services, prints the chosen addresses
 /// and `ready`, and waits for SIGTERM or SIGINT.
 enum ServerLauncher {
-    static func run(_ resolved: ServerOptions.Resolved, seed: Directory?, afterStart: ([String]) -> Void = { _ in }) async throws {
+    static func run(
+        _ resolved: ServerOptions.Resolved,
+        seed: Directory?,
+        afterStart: ([String]) -> Void = { _ in }
+    ) async throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = resolved.logLevel
@@ -42,7 +48,8 @@ enum ServerLauncher {
         }
         guard let directory = try store.loadDirectory() else {
             throw OperatorError(
-                message: "no directory in the store: pass --directory FILE or run `busylamp import FILE` first")
+                message: "no directory in the store: pass --directory FILE or run `busylamp import FILE` first"
+            )
         }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -50,14 +57,21 @@ enum ServerLauncher {
         configuration.listenAddresses = resolved.listenAddresses
         configuration.transport.streamIdleTimeout = .seconds(Int64(resolved.tcpIdleTimeout))
         let server = SIPServer(
-            eventLoop: group.next(), directory: directory, directoryStore: store, registrationStore: store,
-            configuration: configuration, logger: logger)
+            eventLoop: group.next(),
+            directory: directory,
+            directoryStore: store,
+            registrationStore: store,
+            configuration: configuration,
+            logger: logger
+        )
         let listeners: [SIPTransportListenerDescription]
         do {
             listeners = try await server.start().map {
                 SIPTransportListenerDescription(
-                    transport: $0.transport.rawValue, host: $0.localAddress.ipAddress ?? "?",
-                    port: $0.localAddress.port ?? 0)
+                    transport: $0.transport.rawValue,
+                    host: $0.localAddress.ipAddress ?? "?",
+                    port: $0.localAddress.port ?? 0
+                )
             }
         } catch {
             await server.stop()
@@ -74,7 +88,9 @@ enum ServerLauncher {
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: SIPServerService(server: server))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+                logger: logger
+            )
+        )
         try await services.run()
         try? await group.shutdownGracefully()
         try? store.close()

@@ -29,7 +29,10 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
-    @Option(name: .customLong("tcp-idle-timeout"), help: "Seconds before an idle TCP connection is closed (default 180).")
+    @Option(
+        name: .customLong("tcp-idle-timeout"),
+        help: "Seconds before an idle TCP connection is closed (default 180)."
+    )
     var tcpIdleTimeout: Int?
 
     /// The settings after merging file and command line, validated.
@@ -59,7 +62,9 @@ struct ServerOptions: ParsableArguments {
         func string(_ key: String) throws -> String? {
             guard let node = file[key] else { return nil }
             guard let value = node.string else {
-                throw OperatorError(message: "\(config!):\(node.mark.map { String($0.line) } ?? "?"): \(key) must be a string")
+                throw OperatorError(
+                    message: "\(config!):\(node.mark.map { String($0.line) } ?? "?"): \(key) must be a string"
+                )
             }
             return value
         }
@@ -77,7 +82,8 @@ struct ServerOptions: ParsableArguments {
         }
         let listenAddresses: [SIPListenAddress]
         do {
-            listenAddresses = sipValues.isEmpty ? SIPListenAddress.defaults : try sipValues.map(SIPListenAddress.init(parsing:))
+            listenAddresses =
+                sipValues.isEmpty ? SIPListenAddress.defaults : try sipValues.map(SIPListenAddress.init(parsing:))
         } catch {
             throw OperatorError(message: "\(error)")
         }
@@ -92,13 +98,17 @@ struct ServerOptions: ParsableArguments {
 
         let levelText = try logLevel ?? string("log_level") ?? "info"
         guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
-            throw OperatorError(message: "--log-level \(levelText): expected trace, debug, info, notice, warning, error or critical")
+            throw OperatorError(
+                message: "--log-level \(levelText): expected trace, debug, info, notice, warning, error or critical"
+            )
         }
 
         var idle = tcpIdleTimeout
         if idle == nil, let node = file["tcp_idle_timeout"] {
             guard let value = node.int else {
-                throw OperatorError(message: "\(config!):\(node.mark?.line ?? 0): tcp_idle_timeout must be a number of seconds")
+                throw OperatorError(
+                    message: "\(config!):\(node.mark?.line ?? 0): tcp_idle_timeout must be a number of seconds"
+                )
             }
             idle = value
         }
@@ -123,8 +133,13 @@ struct ServerOptions: ParsableArguments {
         }
 
         return Resolved(
-            directoryFile: try directory ?? string("directory"), storeLocation: storeLocation,
-            listenAddresses: listenAddresses, httpAddress: http, logLevel: level, tcpIdleTimeout: tcpIdleTimeout)
+            directoryFile: try directory ?? string("directory"),
+            storeLocation: storeLocation,
+            listenAddresses: listenAddresses,
+            httpAddress: http,
+            logLevel: level,
+            tcpIdleTimeout: tcpIdleTimeout
+        )
     }
 
     static func loadConfig(_ path: String) throws -> [String: Node] {
@@ -148,7 +163,8 @@ struct ServerOptions: ParsableArguments {
         for (keyNode, value) in mapping {
             guard let key = keyNode.string, configKeys.contains(key) else {
                 throw OperatorError(
-                    message: "\(path):\(keyNode.mark?.line ?? 0): unknown key \"\(keyNode.string ?? "?")\"")
+                    message: "\(path):\(keyNode.mark?.line ?? 0): unknown key \"\(keyNode.string ?? "?")\""
+                )
             }
             result[key] = value
         }

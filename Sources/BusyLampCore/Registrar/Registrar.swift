@@ -75,8 +75,10 @@ public struct Registrar: Sendable {
             if requested > 0, requested < settings.minimumExpires {
                 // §10.3 step 7: 423 (Interval Too Brief) with a Min-Expires header field.
                 return .reject(
-                    statusCode: 423, reasonPhrase: "Interval Too Brief",
-                    headers: [SIPHeaders.Field(name: .minExpires, value: String(settings.minimumExpires))])
+                    statusCode: 423,
+                    reasonPhrase: "Interval Too Brief",
+                    headers: [SIPHeaders.Field(name: .minExpires, value: String(settings.minimumExpires))]
+                )
             }
             let contact = address.uri.description
             if let current = live.first(where: { $0.contact == contact }), current.callID == callID,
@@ -92,13 +94,19 @@ public struct Registrar: Sendable {
             let granted = min(requested, settings.maximumExpires)
             upserts.append(
                 Binding(
-                    aor: aor, contact: contact,
+                    aor: aor,
+                    contact: contact,
                     instanceID: address.parameters.unquotedValue("+sip.instance"),
                     regID: address.parameters.unquotedValue("reg-id").flatMap { Int($0) },
                     expiresAt: now.addingTimeInterval(TimeInterval(granted)),
-                    callID: callID, cseq: cseq.number, source: source,
+                    callID: callID,
+                    cseq: cseq.number,
+                    source: source,
                     q: address.parameters.unquotedValue("q").flatMap { Double($0) },
-                    userAgent: register.headers[.userAgent], updatedAt: now))
+                    userAgent: register.headers[.userAgent],
+                    updatedAt: now
+                )
+            )
         }
 
         var result = live.filter { binding in

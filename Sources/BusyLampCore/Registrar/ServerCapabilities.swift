@@ -13,7 +13,9 @@ public struct ServerCapabilities: Sendable, Hashable {
     public var supportedExtensions: [String]
 
     public init(
-        allowedMethods: [SIPMethod], acceptedContentTypes: [String], eventPackages: [String],
+        allowedMethods: [SIPMethod],
+        acceptedContentTypes: [String],
+        eventPackages: [String],
         supportedExtensions: [String]
     ) {
         self.allowedMethods = allowedMethods

@@ -50,7 +50,9 @@ public final class SIPTransport: @unchecked Sendable {
     private var listenerChannels: [Channel] = []
     public private(set) var listeners: [BoundListener] = []
     private var connections: [ConnectionID: Channel] = [:]
-    private var nextConnectionID: UInt64 = 1
+    /// Connection ids are persisted with registrations; starting each process at a random
+    /// point keeps an id from a previous run from naming a new, unrelated connection.
+    private var nextConnectionID = UInt64.random(in: 1...(1 << 48))
 
     public init(eventLoop: EventLoop, configuration: Configuration = Configuration(), logger: Logger) {
         self.eventLoop = eventLoop

@@ -1,0 +1,29 @@
+import Foundation
+import Testing
+
+/// Every test here starts the real `busylamp serve` on 127.0.0.1 and talks to it over sockets.
+///
+/// Serialized: each test owns a server, and several debug servers on a two-core machine at once
+/// would turn the time limits (2 s to answer, 30 s to start) into a measure of the machine.
+@Suite("End to end (the real busylamp binary)", .serialized)
+struct EndToEnd {}
+
+/// Starts a server in a fresh work directory, runs `body`, and always stops it; the stop must be
+/// graceful (SIGTERM, exit status 0, INTERFACE.md) unless `body` already ended the process.
+func withServer(
+    _ label: String, extraArguments: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (ServerProcess) async throws -> Void
+) async throws {
+    let workDirectory = try TestEnvironment.makeTemporaryDirectory(label)
+    let server = try await ServerProcess.start(in: workDirectory, extraArguments: extraArguments)
+    do {
+        try await body(server)
+    } catch {
+        _ = try? await server.stop()
+        throw error
+    }
+    let status = try await server.stop()
+    #expect(status == .exited(0), "busylamp serve exit status after SIGTERM; output:\n\(server.output)", sourceLocation: sourceLocation)
+    try? FileManager.default.removeItem(at: workDirectory)
+}

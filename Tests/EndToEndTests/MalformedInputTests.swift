@@ -1,0 +1,210 @@
+import Foundation
+import SIPCore
+import Testing
+
+extension EndToEnd {
+    /// Hostile and broken input over UDP and TCP never crashes or hangs the server, and its
+    /// memory stays bounded (issue 2, "Done when"). After each input, sent `repetitions` times,
+    /// the server still answers an OPTIONS within `Liveness.probeTimeout`, its process is alive
+    /// and its resident memory is under `maximumResidentMemory` and grew by less than
+    /// `maximumResidentGrowth`. Where Via, From, To, Call-ID and CSeq are readable and the fault
+    /// is the message's (not the stream's), the answer is a 400 whose reason phrase names it.
+    @Suite("Malformed input")
+    struct MalformedInput {
+        /// Bound on the server's RSS (VmRSS) at any check: a debug build idles well under 100 MiB.
+        static let maximumResidentMemory = 256 * 1024 * 1024
+        /// Bound on RSS growth from just after `ready` to after the abuse: a leak of even 1 KiB
+        /// per message over the repetitions, or one buffer per connection kept, shows up here.
+        static let maximumResidentGrowth = 64 * 1024 * 1024
+        /// How often each input is sent (UDP datagrams; TCP connections).
+        static let repetitions = 40
+
+        enum Input: String, CaseIterable, CustomTestStringConvertible, Sendable {
+            /// 4 KiB of pseudo-random bytes.
+            case garbage
+            /// A request cut in the middle of a header line: no end of headers.
+            case truncatedHeaders
+            /// Content-Length 200, 20 bytes of body.
+            case truncatedBody
+            /// A 60 KiB message (within the 64 KiB limit, far above any UDP MTU).
+            case oversized
+            /// `Content-Length: twelve`.
+            case badContentLength
+            /// A NUL byte in the Request-URI.
+            case nulInStartLine
+            /// A NUL byte in a header value the server only carries.
+            case nulInHeaderValue
+            /// 10,000 header fields after readable Via, From, To, Call-ID and CSeq.
+            case tenThousandHeaders
+
+            var testDescription: String { rawValue }
+
+            func bytes(_ transport: Transport, localPort: Int, callID: String) -> [UInt8] {
+                let head = SIPRequests.readableHead(transport, localPort: localPort, callID: callID)
+                switch self {
+                case .garbage:
+                    var generator = SplitMix64(seed: 0xB0_5E_1A_A9)
+                    return (0..<4096).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+                case .truncatedHeaders:
+                    return Array((head + "Content-Le").utf8)
+                case .truncatedBody:
+                    return Array((head + "Content-Type: text/plain\r\nContent-Length: 200\r\n\r\n").utf8)
+                        + Array(repeating: UInt8(ascii: "x"), count: 20)
+                case .oversized:
+                    let prefix = head + "Content-Type: text/plain\r\nContent-Length: "
+                    let total = 60 * 1024
+                    let bodyLength = total - prefix.utf8.count - "00000\r\n\r\n".utf8.count
+                    return Array((prefix + String(format: "%05d", bodyLength) + "\r\n\r\n").utf8)
+                        + Array(repeating: UInt8(ascii: "a"), count: bodyLength)
+                case .badContentLength:
+                    return Array((head + "Content-Type: text/plain\r\nContent-Length: twelve\r\n\r\nhello world!").utf8)
+                case .nulInStartLine:
+                    let requestLine = "OPTIONS sip:201\u{0}evil@\(DirectoryFixture.domain) SIP/2.0"
+                    return Array(
+                        (SIPRequests.readableHead(transport, localPort: localPort, requestLine: requestLine, callID: callID)
+                            + "Content-Length: 0\r\n\r\n").utf8)
+                case .nulInHeaderValue:
+                    return Array((head + "Subject: before\u{0}after\r\nContent-Length: 0\r\n\r\n").utf8)
+                case .tenThousandHeaders:
+                    return Array((head + String(repeating: "X:1\r\n", count: 10_000) + "Content-Length: 0\r\n\r\n").utf8)
+                }
+            }
+
+            enum Expectation {
+                /// A 400 (or another 4xx/5xx refusal) whose reason phrase contains the word.
+                case refusal(reasonContaining: String)
+                /// As `refusal`, or the server closes the stream (it cannot resynchronise it).
+                case refusalOrClose(reasonContaining: String)
+                /// Any answer, or none: only liveness and memory are checked.
+                case survival
+            }
+
+            func expectation(over transport: Transport) -> Expectation {
+                switch (self, transport) {
+                // RFC 3261 §18.3: "If the transport packet ends before the end of the message
+                // body, this is considered an error. [...] If the message is a request, the
+                // element SHOULD generate a 400 (Bad Request) response."
+                case (.truncatedBody, .udp): .refusal(reasonContaining: "Content-Length")
+                case (.badContentLength, .udp): .refusal(reasonContaining: "Content-Length")
+                // On a stream a bad Content-Length loses the message boundary.
+                case (.badContentLength, .tcp): .refusalOrClose(reasonContaining: "Content-Length")
+                case (.nulInStartLine, _): .refusal(reasonContaining: "NUL")
+                case (.tenThousandHeaders, _): .refusal(reasonContaining: "Header")
+                default: .survival
+                }
+            }
+        }
+
+        @Test(arguments: Input.allCases, Transport.allCases)
+        func serverSurvives(_ input: Input, over transport: Transport) async throws {
+            try await withServer("malformed-\(input)-\(transport)") { server in
+                let baseline = try server.residentMemory()
+                let callID = "malformed-\(input)-\(UUID().uuidString)"
+
+                // First delivery: check the answer.
+                let socket = try LoopbackSocket(transport, to: transport.port(of: server))
+                try await socket.send(input.bytes(transport, localPort: socket.localPort, callID: callID))
+                if transport == .tcp, input == .truncatedHeaders || input == .truncatedBody {
+                    // The peer gives up half-way: the server sees end of file inside a message.
+                    socket.shutdownWrite()
+                }
+                try await check(
+                    input.expectation(over: transport), on: socket, callID: callID, input: input, transport: transport,
+                    server: server)
+
+                // Then the same again and again, each TCP one on its own connection.
+                for _ in 1..<Self.repetitions {
+                    let again = transport == .udp ? socket : try LoopbackSocket(transport, to: transport.port(of: server))
+                    try await again.send(input.bytes(transport, localPort: again.localPort, callID: UUID().uuidString))
+                }
+
+                try await Liveness.expectAnswersOptions(server, over: transport, after: "\(input) ×\(Self.repetitions)")
+                try await Liveness.expectAnswersOptions(
+                    server, over: transport == .udp ? .tcp : .udp, after: "\(input) ×\(Self.repetitions) over \(transport)")
+                #expect(server.isRunning, "busylamp serve died after \(input) over \(transport)")
+                let resident = try server.residentMemory()
+                #expect(
+                    resident < Self.maximumResidentMemory,
+                    "RSS \(resident / 1024) KiB after \(input) over \(transport) exceeds \(Self.maximumResidentMemory / 1024) KiB")
+                #expect(
+                    resident - baseline < Self.maximumResidentGrowth,
+                    "RSS grew \((resident - baseline) / 1024) KiB (from \(baseline / 1024) KiB) after \(input) over \(transport)")
+            }
+        }
+
+        /// A TCP peer that sends half a message and then waits neither blocks other peers nor the
+        /// server: while it holds its connection open, OPTIONS over UDP and TCP are answered.
+        @Test func halfMessageOverTCPThenWait() async throws {
+            try await withServer("malformed-half-tcp") { server in
+                let baseline = try server.residentMemory()
+                var waiting: [LoopbackSocket] = []
+                for _ in 0..<Self.repetitions {
+                    let socket = try LoopbackSocket(.tcp, to: server.tcpPort)
+                    let head = SIPRequests.readableHead(.tcp, localPort: socket.localPort, callID: UUID().uuidString)
+                    try await socket.send(Array(head.utf8.prefix(head.utf8.count / 2)))
+                    waiting.append(socket)
+                }
+                try await Task.sleep(for: .milliseconds(500))
+                try await Liveness.expectAnswersOptions(server, over: .tcp, after: "\(Self.repetitions) half messages held open")
+                try await Liveness.expectAnswersOptions(server, over: .udp, after: "\(Self.repetitions) half messages held open")
+                #expect(server.isRunning)
+                let resident = try server.residentMemory()
+                #expect(resident < Self.maximumResidentMemory, "RSS \(resident / 1024) KiB with half messages held open")
+                #expect(resident - baseline < Self.maximumResidentGrowth, "RSS grew \((resident - baseline) / 1024) KiB")
+                // The server must not have answered a half message.
+                let first = try await waiting[0].receive(within: .milliseconds(100))
+                if case .message(let message) = first {
+                    Issue.record("the server answered half a message: \(message)")
+                }
+                waiting.removeAll()
+            }
+        }
+
+        private func check(
+            _ expectation: Input.Expectation, on socket: LoopbackSocket, callID: String, input: Input,
+            transport: Transport, server: ServerProcess
+        ) async throws {
+            switch expectation {
+            case .survival:
+                // Whatever comes (or not) within the probe time is acceptable, but a crash is not.
+                _ = try await socket.receive(within: .milliseconds(300))
+            case .refusal(let word), .refusalOrClose(let word):
+                let received = try await socket.receive(within: Liveness.probeTimeout)
+                switch received {
+                case .message(.response(let response)):
+                    #expect(
+                        response.statusCode == 400,
+                        "\(input) over \(transport): expected 400, got \(response.statusCode) \(response.reasonPhrase)")
+                    #expect(
+                        response.reasonPhrase.range(of: word, options: .caseInsensitive) != nil,
+                        "\(input) over \(transport): the reason phrase \"\(response.reasonPhrase)\" should name the fault (\(word))")
+                    #expect(response.callID == callID, "\(input) over \(transport): the 400 answers our request")
+                case .closed:
+                    if case .refusal = expectation {
+                        Issue.record("\(input) over \(transport): connection closed instead of a 400 (\(word))")
+                    }
+                case .timedOut:
+                    Issue.record("\(input) over \(transport): no 400 within \(Liveness.probeTimeout); server output:\n\(server.output)")
+                case .message(.request(let request)):
+                    Issue.record("\(input) over \(transport): a request instead of a 400: \(request.method)")
+                case .unparsable(let bytes, let error):
+                    Issue.record(
+                        "\(input) over \(transport): an unparsable answer (\(String(describing: error))): \(String(decoding: bytes.prefix(300), as: UTF8.self))")
+                }
+            }
+        }
+    }
+}
+
+/// A tiny deterministic generator (SplitMix64), so that "garbage" is the same bytes every run.
+struct SplitMix64 {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

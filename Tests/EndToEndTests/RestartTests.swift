@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+
+extension EndToEnd {
+    /// Bindings are persisted before the 200 and survive `kill -9` (issue 2, "Done when").
+    @Suite("Restart")
+    struct Restart {
+        @Test func bindingSurvivesKillDashNineAndRestart() async throws {
+            let workDirectory = try TestEnvironment.makeTemporaryDirectory("restart")
+            let line = DirectoryFixture.joe
+            // SIPp's address must be known to ask for it after the restart.
+            let sippPort = try LoopbackSocket.freeUDPPort()
+            let binding = "\(line.number)@127.0.0.1:\(sippPort)"
+
+            let first = try await ServerProcess.start(in: workDirectory)
+            let register = try await SIPpRun.run("register", against: first, over: .udp, line: line, localPort: sippPort)
+            #expect(register.exitCode == 0, "REGISTER before the kill failed\n\(register.report)\nserver:\n\(first.output)")
+            let killed = try await first.killHard()
+            #expect(killed == .signaled(SIGKILL))
+
+            // The same --data, the same directory file: a new process.
+            let second = try await ServerProcess.start(in: workDirectory)
+            for transport in Transport.allCases {
+                // A REGISTER without Contact is a query (RFC 3261 §10.2.3): its 200 lists the bindings.
+                let query = try await SIPpRun.run(
+                    "query_bindings", against: second, over: transport, line: line, keys: ["binding": binding])
+                #expect(
+                    query.exitCode == 0,
+                    "after kill -9 and restart, the query over \(transport) did not list \(binding)\n\(query.report)\nserver:\n\(second.output)"
+                )
+            }
+            let status = try await second.stop()
+            #expect(status == .exited(0), "busylamp serve exit status after SIGTERM; output:\n\(second.output)")
+            try? FileManager.default.removeItem(at: workDirectory)
+        }
+    }
+}

@@ -1,0 +1,29 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+import class Foundation.ProcessInfo
+
+// The BusyLamp checkout to measure: the enclosing one, or BUSYLAMP_ROOT (scripts/bench-parser
+// --ref points it at an exported commit). The folder must be named `main`: that is the
+// package identity the products below are looked up in.
+let busyLampRoot = ProcessInfo.processInfo.environment["BUSYLAMP_ROOT"] ?? ".."
+
+let package = Package(
+    name: "BusyLampBenchmarks",
+    platforms: [.macOS(.v14)],
+    dependencies: [
+        .package(path: busyLampRoot),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "SIPParserBenchmarks",
+            dependencies: [
+                .product(name: "SIPCore", package: "main"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/SIPParserBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)

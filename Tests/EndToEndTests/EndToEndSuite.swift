@@ -11,7 +11,8 @@ struct EndToEnd {}
 /// Starts a server in a fresh work directory, runs `body`, and always stops it; the stop must be
 /// graceful (SIGTERM, exit status 0, INTERFACE.md) unless `body` already ended the process.
 func withServer(
-    _ label: String, extraArguments: [String] = [],
+    _ label: String,
+    extraArguments: [String] = [],
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: (ServerProcess) async throws -> Void
 ) async throws {
@@ -24,6 +25,10 @@ func withServer(
         throw error
     }
     let status = try await server.stop()
-    #expect(status == .exited(0), "busylamp serve exit status after SIGTERM; output:\n\(server.output)", sourceLocation: sourceLocation)
+    #expect(
+        status == .exited(0),
+        "busylamp serve exit status after SIGTERM; output:\n\(server.output)",
+        sourceLocation: sourceLocation
+    )
     try? FileManager.default.removeItem(at: workDirectory)
 }

@@ -61,12 +61,20 @@ extension EndToEnd {
                 case .nulInStartLine:
                     let requestLine = "OPTIONS sip:201\u{0}evil@\(DirectoryFixture.domain) SIP/2.0"
                     return Array(
-                        (SIPRequests.readableHead(transport, localPort: localPort, requestLine: requestLine, callID: callID)
-                            + "Content-Length: 0\r\n\r\n").utf8)
+                        (SIPRequests.readableHead(
+                            transport,
+                            localPort: localPort,
+                            requestLine: requestLine,
+                            callID: callID
+                        )
+                            + "Content-Length: 0\r\n\r\n").utf8
+                    )
                 case .nulInHeaderValue:
                     return Array((head + "Subject: before\u{0}after\r\nContent-Length: 0\r\n\r\n").utf8)
                 case .tenThousandHeaders:
-                    return Array((head + String(repeating: "X:1\r\n", count: 10_000) + "Content-Length: 0\r\n\r\n").utf8)
+                    return Array(
+                        (head + String(repeating: "X:1\r\n", count: 10_000) + "Content-Length: 0\r\n\r\n").utf8
+                    )
                 }
             }
 
@@ -109,26 +117,37 @@ extension EndToEnd {
                     socket.shutdownWrite()
                 }
                 try await check(
-                    input.expectation(over: transport), on: socket, callID: callID, input: input, transport: transport,
-                    server: server)
+                    input.expectation(over: transport),
+                    on: socket,
+                    callID: callID,
+                    input: input,
+                    transport: transport,
+                    server: server
+                )
 
                 // Then the same again and again, each TCP one on its own connection.
                 for _ in 1..<Self.repetitions {
-                    let again = transport == .udp ? socket : try LoopbackSocket(transport, to: transport.port(of: server))
+                    let again =
+                        transport == .udp ? socket : try LoopbackSocket(transport, to: transport.port(of: server))
                     try await again.send(input.bytes(transport, localPort: again.localPort, callID: UUID().uuidString))
                 }
 
                 try await Liveness.expectAnswersOptions(server, over: transport, after: "\(input) ×\(Self.repetitions)")
                 try await Liveness.expectAnswersOptions(
-                    server, over: transport == .udp ? .tcp : .udp, after: "\(input) ×\(Self.repetitions) over \(transport)")
+                    server,
+                    over: transport == .udp ? .tcp : .udp,
+                    after: "\(input) ×\(Self.repetitions) over \(transport)"
+                )
                 #expect(server.isRunning, "busylamp serve died after \(input) over \(transport)")
                 let resident = try server.residentMemory()
                 #expect(
                     resident < Self.maximumResidentMemory,
-                    "RSS \(resident / 1024) KiB after \(input) over \(transport) exceeds \(Self.maximumResidentMemory / 1024) KiB")
+                    "RSS \(resident / 1024) KiB after \(input) over \(transport) exceeds \(Self.maximumResidentMemory / 1024) KiB"
+                )
                 #expect(
                     resident - baseline < Self.maximumResidentGrowth,
-                    "RSS grew \((resident - baseline) / 1024) KiB (from \(baseline / 1024) KiB) after \(input) over \(transport)")
+                    "RSS grew \((resident - baseline) / 1024) KiB (from \(baseline / 1024) KiB) after \(input) over \(transport)"
+                )
             }
         }
 
@@ -145,12 +164,26 @@ extension EndToEnd {
                     waiting.append(socket)
                 }
                 try await Task.sleep(for: .milliseconds(500))
-                try await Liveness.expectAnswersOptions(server, over: .tcp, after: "\(Self.repetitions) half messages held open")
-                try await Liveness.expectAnswersOptions(server, over: .udp, after: "\(Self.repetitions) half messages held open")
+                try await Liveness.expectAnswersOptions(
+                    server,
+                    over: .tcp,
+                    after: "\(Self.repetitions) half messages held open"
+                )
+                try await Liveness.expectAnswersOptions(
+                    server,
+                    over: .udp,
+                    after: "\(Self.repetitions) half messages held open"
+                )
                 #expect(server.isRunning)
                 let resident = try server.residentMemory()
-                #expect(resident < Self.maximumResidentMemory, "RSS \(resident / 1024) KiB with half messages held open")
-                #expect(resident - baseline < Self.maximumResidentGrowth, "RSS grew \((resident - baseline) / 1024) KiB")
+                #expect(
+                    resident < Self.maximumResidentMemory,
+                    "RSS \(resident / 1024) KiB with half messages held open"
+                )
+                #expect(
+                    resident - baseline < Self.maximumResidentGrowth,
+                    "RSS grew \((resident - baseline) / 1024) KiB"
+                )
                 // The server must not have answered a half message.
                 let first = try await waiting[0].receive(within: .milliseconds(100))
                 if case .message(let message) = first {
@@ -161,8 +194,12 @@ extension EndToEnd {
         }
 
         private func check(
-            _ expectation: Input.Expectation, on socket: LoopbackSocket, callID: String, input: Input,
-            transport: Transport, server: ServerProcess
+            _ expectation: Input.Expectation,
+            on socket: LoopbackSocket,
+            callID: String,
+            input: Input,
+            transport: Transport,
+            server: ServerProcess
         ) async throws {
             switch expectation {
             case .survival:
@@ -174,22 +211,27 @@ extension EndToEnd {
                 case .message(.response(let response)):
                     #expect(
                         response.statusCode == 400,
-                        "\(input) over \(transport): expected 400, got \(response.statusCode) \(response.reasonPhrase)")
+                        "\(input) over \(transport): expected 400, got \(response.statusCode) \(response.reasonPhrase)"
+                    )
                     #expect(
                         response.reasonPhrase.range(of: word, options: .caseInsensitive) != nil,
-                        "\(input) over \(transport): the reason phrase \"\(response.reasonPhrase)\" should name the fault (\(word))")
+                        "\(input) over \(transport): the reason phrase \"\(response.reasonPhrase)\" should name the fault (\(word))"
+                    )
                     #expect(response.callID == callID, "\(input) over \(transport): the 400 answers our request")
                 case .closed:
                     if case .refusal = expectation {
                         Issue.record("\(input) over \(transport): connection closed instead of a 400 (\(word))")
                     }
                 case .timedOut:
-                    Issue.record("\(input) over \(transport): no 400 within \(Liveness.probeTimeout); server output:\n\(server.output)")
+                    Issue.record(
+                        "\(input) over \(transport): no 400 within \(Liveness.probeTimeout); server output:\n\(server.output)"
+                    )
                 case .message(.request(let request)):
                     Issue.record("\(input) over \(transport): a request instead of a 400: \(request.method)")
                 case .unparsable(let bytes, let error):
                     Issue.record(
-                        "\(input) over \(transport): an unparsable answer (\(String(describing: error))): \(String(decoding: bytes.prefix(300), as: UTF8.self))")
+                        "\(input) over \(transport): an unparsable answer (\(String(describing: error))): \(String(decoding: bytes.prefix(300), as: UTF8.self))"
+                    )
                 }
             }
         }

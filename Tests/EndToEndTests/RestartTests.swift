@@ -13,8 +13,17 @@ extension EndToEnd {
             let binding = "\(line.number)@127.0.0.1:\(sippPort)"
 
             let first = try await ServerProcess.start(in: workDirectory)
-            let register = try await SIPpRun.run("register", against: first, over: .udp, line: line, localPort: sippPort)
-            #expect(register.exitCode == 0, "REGISTER before the kill failed\n\(register.report)\nserver:\n\(first.output)")
+            let register = try await SIPpRun.run(
+                "register",
+                against: first,
+                over: .udp,
+                line: line,
+                localPort: sippPort
+            )
+            #expect(
+                register.exitCode == 0,
+                "REGISTER before the kill failed\n\(register.report)\nserver:\n\(first.output)"
+            )
             let killed = try await first.killHard()
             #expect(killed == .signaled(SIGKILL))
 
@@ -23,7 +32,12 @@ extension EndToEnd {
             for transport in Transport.allCases {
                 // A REGISTER without Contact is a query (RFC 3261 §10.2.3): its 200 lists the bindings.
                 let query = try await SIPpRun.run(
-                    "query_bindings", against: second, over: transport, line: line, keys: ["binding": binding])
+                    "query_bindings",
+                    against: second,
+                    over: transport,
+                    line: line,
+                    keys: ["binding": binding]
+                )
                 #expect(
                     query.exitCode == 0,
                     "after kill -9 and restart, the query over \(transport) did not list \(binding)\n\(query.report)\nserver:\n\(second.output)"

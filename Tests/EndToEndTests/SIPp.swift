@@ -33,8 +33,12 @@ struct SIPpRun {
     var report: String
 
     static func run(
-        _ scenario: String, against server: ServerProcess, over transport: Transport,
-        line: DirectoryFixture.Line, password: String? = nil, localPort: Int? = nil,
+        _ scenario: String,
+        against server: ServerProcess,
+        over transport: Transport,
+        line: DirectoryFixture.Line,
+        password: String? = nil,
+        localPort: Int? = nil,
         keys: [String: String] = [:]
     ) async throws -> SIPpRun {
         let sipp = try TestEnvironment.sipp()
@@ -71,7 +75,11 @@ struct SIPpRun {
         for (key, value) in keys.sorted(by: { $0.key < $1.key }) { arguments += ["-key", key, value] }
 
         let process = try ChildProcess(
-            executable: sipp, arguments: arguments, standardOutput: screen, standardError: screen)
+            executable: sipp,
+            arguments: arguments,
+            standardOutput: screen,
+            standardError: screen
+        )
         let termination = try await process.waitForExit(within: processTimeout)
         if termination == nil { process.signal(SIGKILL) }
 

@@ -30,11 +30,16 @@ extension EndToEnd {
         func scenario(_ scenario: Scenario, over transport: Transport) async throws {
             try await withServer("sipp-\(scenario.file)-\(transport)") { server in
                 let run = try await SIPpRun.run(
-                    scenario.file, against: server, over: transport, line: scenario.line,
-                    password: scenario.password)
+                    scenario.file,
+                    against: server,
+                    over: transport,
+                    line: scenario.line,
+                    password: scenario.password
+                )
                 #expect(
                     run.exitCode == 0,
-                    "SIPp \(scenario.file) over \(transport) exited \(run.exitCode)\n\(run.report)\nserver output:\n\(server.output)")
+                    "SIPp \(scenario.file) over \(transport) exited \(run.exitCode)\n\(run.report)\nserver output:\n\(server.output)"
+                )
             }
         }
     }

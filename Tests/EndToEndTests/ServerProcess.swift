@@ -32,8 +32,15 @@ final class ServerProcess {
     var isRunning: Bool { process.isRunning }
 
     private init(
-        process: ChildProcess, arguments: [String], workDirectory: URL, dataDirectory: URL, udpPort: Int, tcpPort: Int, httpPort: Int?,
-        stdoutURL: URL, stderrURL: URL
+        process: ChildProcess,
+        arguments: [String],
+        workDirectory: URL,
+        dataDirectory: URL,
+        udpPort: Int,
+        tcpPort: Int,
+        httpPort: Int?,
+        stdoutURL: URL,
+        stderrURL: URL
     ) {
         self.process = process
         self.arguments = arguments
@@ -72,7 +79,11 @@ final class ServerProcess {
             ] + extraArguments
         // The child process is killed when dropped: a failed test leaves no server behind.
         let process = try ChildProcess(
-            executable: binary, arguments: arguments, standardOutput: stdoutURL, standardError: stderrURL)
+            executable: binary,
+            arguments: arguments,
+            standardOutput: stdoutURL,
+            standardError: stderrURL
+        )
 
         var ports: (udp: Int?, tcp: Int?, http: Int?) = (nil, nil, nil)
         var ready = false
@@ -106,11 +117,20 @@ final class ServerProcess {
                     : "ended (\(process.termination!)) before `ready`")
                 : "printed `ready` without both `sip udp` and `sip tcp` lines"
             throw EndToEndFailure(
-                "busylamp serve \(why) (\(binary.path) \(arguments.joined(separator: " "))); output:\n\(output)")
+                "busylamp serve \(why) (\(binary.path) \(arguments.joined(separator: " "))); output:\n\(output)"
+            )
         }
         return ServerProcess(
-            process: process, arguments: arguments, workDirectory: workDirectory, dataDirectory: dataDirectory, udpPort: udp, tcpPort: tcp,
-            httpPort: ports.http, stdoutURL: stdoutURL, stderrURL: stderrURL)
+            process: process,
+            arguments: arguments,
+            workDirectory: workDirectory,
+            dataDirectory: dataDirectory,
+            udpPort: udp,
+            tcpPort: tcp,
+            httpPort: ports.http,
+            stdoutURL: stdoutURL,
+            stderrURL: stderrURL
+        )
     }
 
     private static func port(_ address: Substring) -> Int? {
@@ -133,7 +153,9 @@ final class ServerProcess {
         process.signal(SIGTERM)
         guard let termination = try await process.waitForExit(within: Self.stopTimeout) else {
             process.signal(SIGKILL)
-            throw EndToEndFailure("busylamp serve did not exit within \(Self.stopTimeout) of SIGTERM; output:\n\(output)")
+            throw EndToEndFailure(
+                "busylamp serve did not exit within \(Self.stopTimeout) of SIGTERM; output:\n\(output)"
+            )
         }
         return termination
     }

@@ -20,13 +20,19 @@ extension EndToEnd {
 
         @Test(arguments: Peer.allCases)
         func idlePeerIsDisconnected(_ peer: Peer) async throws {
-            try await withServer("tcp-idle-\(peer)", extraArguments: ["--tcp-idle-timeout", String(Self.idleTimeoutSeconds)]) {
+            try await withServer(
+                "tcp-idle-\(peer)",
+                extraArguments: ["--tcp-idle-timeout", String(Self.idleTimeoutSeconds)]
+            ) {
                 server in
                 let socket = try LoopbackSocket(.tcp, to: server.tcpPort)
                 if peer == .afterOneRequest {
                     try await socket.send(SIPRequests.options(.tcp, localPort: socket.localPort))
                     let response = try await socket.receiveResponse(within: Liveness.probeTimeout)
-                    #expect(response?.statusCode == 200, "OPTIONS before idling: \(String(describing: response?.statusCode))")
+                    #expect(
+                        response?.statusCode == 200,
+                        "OPTIONS before idling: \(String(describing: response?.statusCode))"
+                    )
                 }
                 let clock = ContinuousClock()
                 let idleSince = clock.now
@@ -34,10 +40,15 @@ extension EndToEnd {
                 let received = try await socket.receive(within: timeout + Self.grace)
                 let elapsed = clock.now - idleSince
                 guard case .closed = received else {
-                    Issue.record("\(peer) TCP peer still connected \(elapsed) after \(timeout) of idleness (\(received))")
+                    Issue.record(
+                        "\(peer) TCP peer still connected \(elapsed) after \(timeout) of idleness (\(received))"
+                    )
                     return
                 }
-                #expect(elapsed >= timeout / 2, "\(peer) TCP peer closed after only \(elapsed), before the idle timeout \(timeout)")
+                #expect(
+                    elapsed >= timeout / 2,
+                    "\(peer) TCP peer closed after only \(elapsed), before the idle timeout \(timeout)"
+                )
                 // The listener itself is unaffected.
                 try await Liveness.expectAnswersOptions(server, over: .tcp, after: "closing an idle connection")
             }

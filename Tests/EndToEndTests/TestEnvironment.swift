@@ -45,7 +45,8 @@ enum TestEnvironment {
         if fileManager.isExecutableFile(atPath: fallback.path) { return fallback }
         throw EndToEndFailure(
             "the busylamp binary was not found beside the test bundle (\(candidates.map(\.path))) nor at "
-                + "\(fallback.path); build it (swift build) or run scripts/test, or set BUSYLAMP_BINARY")
+                + "\(fallback.path); build it (swift build) or run scripts/test, or set BUSYLAMP_BINARY"
+        )
     }
 
     /// The `sipp` executable on PATH. Its absence is a failure, not a skip.
@@ -57,7 +58,8 @@ enum TestEnvironment {
         }
         throw EndToEndFailure(
             "sipp is not installed (Debian package sip-tester); run scripts/test, which installs it, "
-                + "or apt-get install -y sip-tester")
+                + "or apt-get install -y sip-tester"
+        )
     }
 
     /// A fresh temporary directory, removed by the caller.
@@ -77,7 +79,8 @@ struct EndToEndFailure: Error, CustomStringConvertible {
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; returns whether it held.
 func eventually(
-    within timeout: Duration, _ condition: () throws -> Bool
+    within timeout: Duration,
+    _ condition: () throws -> Bool
 ) async throws -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now.advanced(by: timeout)

@@ -2,6 +2,12 @@
 ///
 /// Lookups compare names case-insensitively with compact forms folded (`SIPHeaderName`).
 /// Values are carried as written; typed accessors (`SIPMessage+Headers.swift`) parse on demand.
+///
+/// A parsed message's headers keep the message bytes once (`source`, shared, never copied) and
+/// each field as a known-name byte plus the range of its value: no string exists until someone
+/// reads a value (`subscript`, `values`, `fields`), and a field that is added or set carries its
+/// own string. Equality and hashing look at names and value bytes only, so parsed and built
+/// headers with the same fields are equal.
 public struct SIPHeaders: Sendable, Hashable, Sequence {
     public struct Field: Sendable, Hashable {
         public var name: SIPHeaderName
@@ -14,23 +20,92 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
         }
     }
 
-    public private(set) var fields: [Field]
+    /// One field: its name (known, built, or a range of `source`) and its value (built, or a
+    /// range of `source`).
+    struct Entry: Sendable {
+        var known: KnownHeader?
+        /// The name of an extension header that was built (not parsed).
+        var builtName: String?
+        /// The name of a parsed extension header in `source`.
+        var nameStart: Int32
+        var nameEnd: Int32
+        /// The value when built, set, or unfolded from several lines; `nil` means the range.
+        var builtValue: String?
+        var valueStart: Int32
+        var valueEnd: Int32
 
-    public init() { fields = [] }
-    public init(_ fields: [(SIPHeaderName, String)]) { self.fields = fields.map { Field(name: $0.0, value: $0.1) } }
+        init(name: SIPHeaderName, value: String) {
+            self.known = name.known
+            self.builtName = name.known == nil ? name.custom : nil
+            self.nameStart = 0
+            self.nameEnd = 0
+            self.builtValue = value
+            self.valueStart = 0
+            self.valueEnd = 0
+        }
 
-    public var count: Int { fields.count }
-    public func makeIterator() -> IndexingIterator<[Field]> { fields.makeIterator() }
+        init(known: KnownHeader?, name: Range<Int>, value: Range<Int>, builtValue: String?) {
+            self.known = known
+            self.builtName = nil
+            self.nameStart = Int32(truncatingIfNeeded: name.lowerBound)
+            self.nameEnd = Int32(truncatingIfNeeded: name.upperBound)
+            self.builtValue = builtValue
+            self.valueStart = Int32(truncatingIfNeeded: value.lowerBound)
+            self.valueEnd = Int32(truncatingIfNeeded: value.upperBound)
+        }
+
+        var valueRange: Range<Int> { Int(valueStart)..<Int(valueEnd) }
+        var nameRange: Range<Int> { Int(nameStart)..<Int(nameEnd) }
+    }
+
+    /// The bytes of the message the fields were parsed from (empty for built headers).
+    var source: [UInt8]
+    var entries: [Entry]
+
+    public init() {
+        source = []
+        entries = []
+    }
+
+    public init(_ fields: [(SIPHeaderName, String)]) {
+        source = []
+        entries = fields.map { Entry(name: $0.0, value: $0.1) }
+    }
+
+    /// Headers over `source` (the parser's constructor).
+    init(source: [UInt8], entries: [Entry]) {
+        self.source = source
+        self.entries = entries
+    }
+
+    /// Every field, names and values as strings.
+    public var fields: [Field] { entries.map(field) }
+
+    public var count: Int { entries.count }
+
+    public struct Iterator: IteratorProtocol {
+        let headers: SIPHeaders
+        var index = 0
+
+        public mutating func next() -> Field? {
+            guard index < headers.entries.count else { return nil }
+            defer { index += 1 }
+            return headers.field(headers.entries[index])
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(headers: self) }
 
     /// The first field's value of `name`.
     public subscript(name: SIPHeaderName) -> String? {
-        for field in fields where field.name == name { return field.value }
-        return nil
+        firstIndex(of: name).map { value(entries[$0]) }
     }
 
     /// Every field's value of `name`, in order, not split at commas.
     public func values(_ name: SIPHeaderName) -> [String] {
-        fields.compactMap { $0.name == name ? $0.value : nil }
+        var result: [String] = []
+        for entry in entries where matches(entry, name) { result.append(value(entry)) }
+        return result
     }
 
     /// Every list element of `name` (fields split at their separating commas, RFC 3261 §7.3.1).
@@ -38,24 +113,24 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
         values(name).flatMap(splitSIPList)
     }
 
-    public func contains(_ name: SIPHeaderName) -> Bool { fields.contains { $0.name == name } }
+    public func contains(_ name: SIPHeaderName) -> Bool { firstIndex(of: name) != nil }
 
     public mutating func add(_ name: SIPHeaderName, _ value: String) {
-        fields.append(Field(name: name, value: value))
+        entries.append(Entry(name: name, value: value))
     }
 
     /// Adds a field before all others (a proxy's own Via, RFC 3261 §16.6 step 8).
     public mutating func prepend(_ name: SIPHeaderName, _ value: String) {
-        fields.insert(Field(name: name, value: value), at: 0)
+        entries.insert(Entry(name: name, value: value), at: 0)
     }
 
     /// Replaces every field of `name` by one field with `value`, at the first one's place.
     public mutating func set(_ name: SIPHeaderName, _ value: String) {
-        if let first = fields.firstIndex(where: { $0.name == name }) {
-            fields[first].value = value
-            var index = fields.count - 1
+        if let first = firstIndex(of: name) {
+            entries[first].builtValue = value
+            var index = entries.count - 1
             while index > first {
-                if fields[index].name == name { fields.remove(at: index) }
+                if matches(entries[index], name) { entries.remove(at: index) }
                 index -= 1
             }
         } else {
@@ -64,18 +139,88 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
     }
 
     public mutating func remove(_ name: SIPHeaderName) {
-        fields.removeAll { $0.name == name }
+        let source = self.source
+        entries.removeAll { SIPHeaders.matches($0, name, source: source) }
     }
 
     /// Removes the first field (or first list element) of `name`, as a proxy strips its own Via.
     public mutating func removeFirstElement(_ name: SIPHeaderName) {
-        guard let index = fields.firstIndex(where: { $0.name == name }) else { return }
-        var elements = splitSIPList(fields[index].value)
+        guard let index = firstIndex(of: name) else { return }
+        var elements = splitSIPList(value(entries[index]))
         if elements.count <= 1 {
-            fields.remove(at: index)
+            entries.remove(at: index)
         } else {
             elements.removeFirst()
-            fields[index].value = elements.joined(separator: ", ")
+            entries[index].builtValue = elements.joined(separator: ", ")
+        }
+    }
+
+    // MARK: Equality and hashing over names and value bytes
+
+    public static func == (lhs: SIPHeaders, rhs: SIPHeaders) -> Bool {
+        guard lhs.entries.count == rhs.entries.count else { return false }
+        for (left, right) in zip(lhs.entries, rhs.entries) {
+            guard lhs.name(left) == rhs.name(right) else { return false }
+            let equal = lhs.withValueBytes(left) { a in rhs.withValueBytes(right) { b in a.elementsEqual(b) } }
+            guard equal else { return false }
+        }
+        return true
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(entries.count)
+        for entry in entries {
+            hasher.combine(name(entry))
+            withValueBytes(entry) { bytes in
+                hasher.combine(bytes.count)
+                hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
+            }
+        }
+    }
+
+    // MARK: Internal access without strings
+
+    func name(_ entry: Entry) -> SIPHeaderName {
+        if let known = entry.known { return SIPHeaderName(known: known) }
+        if let builtName = entry.builtName { return SIPHeaderName(customSpelling: builtName) }
+        return SIPHeaderName(customSpelling: String(decoding: source[entry.nameRange], as: UTF8.self))
+    }
+
+    func value(_ entry: Entry) -> String {
+        if let builtValue = entry.builtValue { return builtValue }
+        return String(decoding: source[entry.valueRange], as: UTF8.self)
+    }
+
+    func field(_ entry: Entry) -> Field { Field(name: name(entry), value: value(entry)) }
+
+    func matches(_ entry: Entry, _ name: SIPHeaderName) -> Bool { SIPHeaders.matches(entry, name, source: source) }
+
+    static func matches(_ entry: Entry, _ name: SIPHeaderName, source: [UInt8]) -> Bool {
+        if let known = name.known { return entry.known == known }
+        if entry.known != nil { return false }
+        if let builtName = entry.builtName { return builtName.caseInsensitiveEquals(name.custom) }
+        let range = entry.nameRange
+        let custom = name.custom.utf8
+        guard custom.count == range.count else { return false }
+        return zip(source[range], custom).allSatisfy { $0.asciiLowercased == $1.asciiLowercased }
+    }
+
+    func firstIndex(of name: SIPHeaderName) -> Int? {
+        if let known = name.known { return firstIndex(of: known) }
+        return entries.firstIndex { matches($0, name) }
+    }
+
+    func firstIndex(of known: KnownHeader) -> Int? {
+        entries.firstIndex { $0.known == known }
+    }
+
+    /// Calls `body` with the value's bytes, wherever they are kept.
+    func withValueBytes<Result>(_ entry: Entry, _ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+        if var builtValue = entry.builtValue {
+            return try builtValue.withUTF8(body)
+        }
+        return try source.withUnsafeBufferPointer { buffer in
+            try body(UnsafeBufferPointer(rebasing: buffer[entry.valueRange]))
         }
     }
 }

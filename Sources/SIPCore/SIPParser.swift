@@ -18,88 +18,110 @@ public struct SIPParser: Sendable {
     public init(limits: SIPParserLimits = .default) { self.limits = limits }
 
     public func parse(_ bytes: [UInt8], framing: SIPFraming = .datagram) throws(SIPParseError) -> SIPMessage {
-        try bytes.withUnsafeBufferPointer { (buffer) throws(SIPParseError) -> SIPMessage in
-            try parse(buffer, framing: framing)
+        guard bytes.count <= limits.maximumMessageSize else {
+            throw SIPParseError(.messageTooLarge, "Message Too Large", statusCode: 513)
+        }
+        // The headers keep `bytes` itself (copy-on-write: shared, not copied).
+        return try bytes.withUnsafeBufferPointer { (buffer) throws(SIPParseError) -> SIPMessage in
+            try parse(buffer, source: bytes, framing: framing)
         }
     }
 
     public func parse(_ buffer: UnsafeBufferPointer<UInt8>, framing: SIPFraming) throws(SIPParseError) -> SIPMessage {
-        guard buffer.count <= limits.maximumMessageSize else {
-            throw SIPParseError(.messageTooLarge, "Message Too Large", statusCode: 513)
-        }
+        try parse(Array(buffer), framing: framing)
+    }
+
+    private func parse(
+        _ buffer: UnsafeBufferPointer<UInt8>, source: [UInt8], framing: SIPFraming
+    ) throws(SIPParseError) -> SIPMessage {
+        let count = buffer.count
         // RFC 3261 §7.5: CRLFs before the start line are ignored.
         var index = 0
-        while index < buffer.count, buffer[index] == .cr || buffer[index] == .lf { index += 1 }
-        guard index < buffer.count else { throw SIPParseError(.empty, "Empty Message") }
+        while index < count, buffer[index] == .cr || buffer[index] == .lf { index += 1 }
+        guard index < count else { throw SIPParseError(.empty, "Empty Message") }
 
-        // Lines until the empty line that ends the header section.
-        var lines: [Range<Int>] = []
+        // One pass over the lines until the empty line that ends the header section: each field
+        // becomes a known-name byte and the range of its trimmed value. Only a folded field
+        // (RFC 3261 §7.3.1) builds its unfolded value.
+        var startLine: Range<Int>?
+        var entries: [SIPHeaders.Entry] = []
+        entries.reserveCapacity(Self.expectedHeaderCount)
+        var lineCount = 0
         var headerSectionEnded = false
-        while index < buffer.count {
+        var badHeaderLine = false
+        // The last field, while continuation lines may still extend it.
+        var pendingOpen = false
+        var pendingRaw = 0..<0
+        var pendingFolded: [UInt8]?
+        func flush() {
+            if let folded = pendingFolded {
+                entries[entries.count - 1].builtValue = String(decoding: folded, as: UTF8.self).trimmingSIPWhitespace()
+            }
+            pendingOpen = false
+            pendingFolded = nil
+        }
+        while index < count {
             let start = index
             var end = index
-            while end < buffer.count, buffer[end] != .lf { end += 1 }
+            while end < count, buffer[end] != .lf { end += 1 }
             let lineEnd = (end > start && buffer[end - 1] == .cr) ? end - 1 : end
-            index = min(end + 1, buffer.count)
+            index = end < count ? end + 1 : count
             if lineEnd - start > limits.maximumLineLength {
                 throw SIPParseError(.lineTooLong, "Header Line Too Long")
             }
             if start == lineEnd {
-                headerSectionEnded = end < buffer.count
+                headerSectionEnded = end < count
                 break
             }
-            lines.append(start..<lineEnd)
-            if lines.count > limits.maximumHeaderCount + 1 {
+            lineCount += 1
+            if lineCount > limits.maximumHeaderCount + 1 {
                 throw SIPParseError(.tooManyHeaders, "Too Many Headers")
             }
-        }
-        guard let startLine = lines.first else { throw SIPParseError(.badStartLine, "Missing Start Line") }
-
-        // Headers, unfolding continuation lines (RFC 3261 §7.3.1).
-        var headers = SIPHeaders()
-        var pendingName: SIPHeaderName?
-        var pendingValue: [UInt8] = []
-        var badHeaderLine = false
-        func flush() {
-            if let name = pendingName {
-                headers.add(name, String(decoding: pendingValue, as: UTF8.self).trimmingSIPWhitespace())
+            guard startLine != nil else {
+                startLine = start..<lineEnd
+                continue
             }
-            pendingName = nil
-            pendingValue.removeAll(keepingCapacity: true)
-        }
-        for line in lines.dropFirst() {
-            let first = buffer[line.lowerBound]
+            let first = buffer[start]
             if first == .space || first == .tab {
-                guard pendingName != nil else {
+                guard pendingOpen else {
                     badHeaderLine = true
                     continue
                 }
                 // RFC 3261 §7.3.1: the CRLF and the whitespace around it fold into one SP.
-                while let last = pendingValue.last, last == .space || last == .tab { pendingValue.removeLast() }
-                var contentStart = line.lowerBound
-                while contentStart < line.upperBound, buffer[contentStart] == .space || buffer[contentStart] == .tab {
+                var folded = pendingFolded ?? Array(buffer[pendingRaw])
+                while let last = folded.last, last == .space || last == .tab { folded.removeLast() }
+                var contentStart = start
+                while contentStart < lineEnd, buffer[contentStart] == .space || buffer[contentStart] == .tab {
                     contentStart += 1
                 }
-                if !pendingValue.isEmpty { pendingValue.append(.space) }
-                pendingValue.append(contentsOf: buffer[contentStart..<line.upperBound])
+                if !folded.isEmpty { folded.append(.space) }
+                folded.append(contentsOf: buffer[contentStart..<lineEnd])
+                pendingFolded = folded
                 continue
             }
             flush()
-            guard let colon = buffer[line].firstIndex(of: .colon) else {
+            // field-name = token, then optional whitespace and the colon.
+            var nameEnd = start
+            while nameEnd < lineEnd, buffer[nameEnd].isSIPTokenCharacter { nameEnd += 1 }
+            var colon = nameEnd
+            while colon < lineEnd, buffer[colon] == .space || buffer[colon] == .tab { colon += 1 }
+            guard nameEnd > start, colon < lineEnd, buffer[colon] == .colon else {
                 badHeaderLine = true
                 continue
             }
-            var nameEnd = colon
-            while nameEnd > line.lowerBound, buffer[nameEnd - 1] == .space || buffer[nameEnd - 1] == .tab { nameEnd -= 1 }
-            let nameBytes = buffer[line.lowerBound..<nameEnd]
-            guard !nameBytes.isEmpty, nameBytes.allSatisfy({ $0.isSIPTokenCharacter }) else {
-                badHeaderLine = true
-                continue
-            }
-            pendingName = SIPHeaderName(String(decoding: nameBytes, as: UTF8.self))
-            pendingValue.append(contentsOf: buffer[(colon + 1)..<line.upperBound])
+            var valueStart = colon + 1
+            while valueStart < lineEnd, buffer[valueStart].isSIPWhitespace { valueStart += 1 }
+            var valueEnd = lineEnd
+            while valueEnd > valueStart, buffer[valueEnd - 1].isSIPWhitespace { valueEnd -= 1 }
+            let known = SIPHeaderName.known(UnsafeBufferPointer(rebasing: buffer[start..<nameEnd]))
+            entries.append(
+                SIPHeaders.Entry(known: known, name: start..<nameEnd, value: valueStart..<valueEnd, builtValue: nil))
+            pendingOpen = true
+            pendingRaw = (colon + 1)..<lineEnd
         }
         flush()
+        guard let startLine else { throw SIPParseError(.badStartLine, "Missing Start Line") }
+        let headers = SIPHeaders(source: source, entries: entries)
 
         // The response context is only built on failure: no strings on the success path.
         func fail(_ code: SIPParseError.Code, _ reason: String, status: Int = 400) -> SIPParseError {
@@ -111,72 +133,89 @@ public struct SIPParser: Sendable {
         if buffer[startLine].contains(0) { throw fail(.invalidBytes, "NUL Byte In Start Line") }
 
         // Body
-        var body: [UInt8] = []
-        let available = headerSectionEnded ? buffer.count - index : 0
-        let contentLengthValues = headers.values(.contentLength)
-        if let raw = contentLengthValues.first {
-            // RFC 4475 §3.3.9: differing values leave no way to know where the body ends.
-            guard contentLengthValues.count == 1 || Set(contentLengthValues).count == 1 else {
-                throw fail(.badContentLength, "Conflicting Content-Length Values")
+        let available = headerSectionEnded ? count - index : 0
+        var contentLength: Int?
+        var firstContentLength: SIPHeaders.Entry?
+        for entry in entries where entry.known == .contentLength {
+            guard let first = firstContentLength else {
+                firstContentLength = entry
+                // RFC 4475 §3.1.2.3: a negative or non-numeric value is refused, never used as a count.
+                contentLength = headers.withValueBytes(entry) { $0.count <= 9 ? $0.asciiDecimal : nil }
+                continue
             }
-            // RFC 4475 §3.1.2.3: a negative or non-numeric value is refused, never used as a count.
-            guard !raw.isEmpty, raw.utf8.allSatisfy({ $0.isASCIIDigit }), raw.utf8.count <= 9, let length = Int(raw)
-            else { throw fail(.badContentLength, "Malformed Content-Length") }
+            // RFC 4475 §3.3.9: differing values leave no way to know where the body ends.
+            let same = headers.withValueBytes(first) { a in headers.withValueBytes(entry) { b in a.elementsEqual(b) } }
+            guard same else { throw fail(.badContentLength, "Conflicting Content-Length Values") }
+        }
+        let body: [UInt8]
+        if firstContentLength != nil {
+            guard let length = contentLength else { throw fail(.badContentLength, "Malformed Content-Length") }
             // RFC 4475 §3.1.2.2: over a datagram, a Content-Length beyond the body is a 400;
             // RFC 3261 §18.3: bytes after the body are ignored.
             guard length <= available else { throw fail(.truncatedBody, "Content-Length Exceeds Body") }
-            body = Array(buffer[index..<(index + length)])
+            body = length == 0 ? [] : Array(buffer[index..<(index + length)])
         } else {
             if framing == .stream { throw fail(.badContentLength, "Missing Content-Length") }
-            body = Array(buffer[index..<(index + available)])
+            body = available == 0 ? [] : Array(buffer[index..<(index + available)])
         }
 
         // Start line and mandatory headers
+        let line = UnsafeBufferPointer(rebasing: buffer[startLine])
         let message: SIPMessage
-        let startBytes = Array(buffer[startLine])
-        if startBytes.starts(with: Array("SIP/".utf8)) {
-            message = .response(try parseStatusLine(startBytes, headers: headers, body: body, fail: fail))
+        if line.count >= 4, line[0] == UInt8(ascii: "S"), line[1] == UInt8(ascii: "I"), line[2] == UInt8(ascii: "P"),
+            line[3] == .slash
+        {
+            message = .response(try parseStatusLine(line, headers: headers, body: body, fail: fail))
         } else {
-            message = .request(try parseRequestLine(startBytes, headers: headers, body: body, fail: fail))
+            message = .request(try parseRequestLine(line, headers: headers, body: body, fail: fail))
         }
         try validateMandatoryHeaders(message, fail: fail)
         return message
     }
 
+    /// Fields a typical message has; the field table is allocated once at this size.
+    static let expectedHeaderCount = 24
+
     private func parseRequestLine(
-        _ line: [UInt8], headers: SIPHeaders, body: [UInt8], fail: (SIPParseError.Code, String, Int) -> SIPParseError
+        _ line: UnsafeBufferPointer<UInt8>, headers: SIPHeaders, body: [UInt8],
+        fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) -> SIPRequest {
         // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version, single spaces.
         // RFC 4475 §3.1.2.8–10: LWS inside the URI, several SPs or trailing SPs are refused.
-        let parts = line.split(separator: .space, omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isSIPTokenCharacter }) else {
+        guard let firstSpace = line.firstIndex(of: .space),
+            let secondSpace = line[(firstSpace + 1)...].firstIndex(of: .space),
+            !line[(secondSpace + 1)...].contains(.space),
+            firstSpace > 0, line[..<firstSpace].allSatisfy({ $0.isSIPTokenCharacter })
+        else { throw fail(.badStartLine, "Malformed Request-Line", 400) }
+        let version = UnsafeBufferPointer(rebasing: line[(secondSpace + 1)...])
+        guard version.equalsLowercased("sip/2.0") else {
+            if version.count >= 4, UnsafeBufferPointer(rebasing: version[..<4]).equalsLowercased("sip/") {
+                throw fail(.badVersion, "Version Not Supported", 505)
+            }
             throw fail(.badStartLine, "Malformed Request-Line", 400)
         }
-        let version = String(decoding: parts[2], as: UTF8.self)
-        guard version.caseInsensitiveEquals("SIP/2.0") else {
-            if version.uppercased().hasPrefix("SIP/") { throw fail(.badVersion, "Version Not Supported", 505) }
-            throw fail(.badStartLine, "Malformed Request-Line", 400)
-        }
-        guard let uri = SIPURI(String(decoding: parts[1], as: UTF8.self)) else {
+        guard let uri = SIPURI(String(decoding: line[(firstSpace + 1)..<secondSpace], as: UTF8.self)) else {
             throw fail(.badRequestURI, "Malformed Request-URI", 400)
         }
         // RFC 3261 §19.1.5 / RFC 4475 §3.1.2.11: headers are not allowed in a Request-URI.
         if uri.headers != nil { throw fail(.badRequestURI, "Request-URI Contains Headers", 400) }
-        return SIPRequest(method: SIPMethod(String(decoding: parts[0], as: UTF8.self)), uri: uri, headers: headers, body: body)
+        let method = SIPMethod(String(decoding: line[..<firstSpace], as: UTF8.self))
+        return SIPRequest(method: method, uri: uri, headers: headers, body: body)
     }
 
     private func parseStatusLine(
-        _ line: [UInt8], headers: SIPHeaders, body: [UInt8], fail: (SIPParseError.Code, String, Int) -> SIPParseError
+        _ line: UnsafeBufferPointer<UInt8>, headers: SIPHeaders, body: [UInt8],
+        fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) -> SIPResponse {
         // RFC 3261 §7.2: SIP-Version SP Status-Code SP Reason-Phrase
-        let parts = line.split(separator: .space, maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2, String(decoding: parts[0], as: UTF8.self).caseInsensitiveEquals("SIP/2.0") else {
-            throw fail(.badVersion, "Version Not Supported", 505)
-        }
-        guard parts[1].count == 3, parts[1].allSatisfy({ $0.isASCIIDigit }),
-            let code = Int(String(decoding: parts[1], as: UTF8.self)), (100...699).contains(code)
+        guard let firstSpace = line.firstIndex(of: .space),
+            UnsafeBufferPointer(rebasing: line[..<firstSpace]).equalsLowercased("sip/2.0")
+        else { throw fail(.badVersion, "Version Not Supported", 505) }
+        let secondSpace = line[(firstSpace + 1)...].firstIndex(of: .space)
+        let codeBytes = UnsafeBufferPointer(rebasing: line[(firstSpace + 1)..<(secondSpace ?? line.count)])
+        guard codeBytes.count == 3, let code = codeBytes.asciiDecimal, (100...699).contains(code)
         else { throw fail(.badStartLine, "Malformed Status-Line", 400) }
-        let reason = parts.count == 3 ? String(decoding: parts[2], as: UTF8.self) : ""
+        let reason = secondSpace.map { String(decoding: line[($0 + 1)...], as: UTF8.self) } ?? ""
         return SIPResponse(statusCode: code, reasonPhrase: reason, headers: headers, body: body)
     }
 
@@ -230,9 +269,23 @@ public struct SIPParser: Sendable {
         else { return nil }
         let via = headers.values(.via)
         guard !via.isEmpty else { return nil }
-        let isResponse = Array(startLine.prefix(4)) == Array("SIP/".utf8)
+        let isResponse = startLine.starts(with: "SIP/".utf8)
         let method = isResponse ? nil : startLine.split(separator: .space).first.map { SIPMethod(String(decoding: $0, as: UTF8.self)) }
         return SIPParseError.ResponseContext(
             isRequest: !isResponse, method: method, via: via, from: from, to: to, callID: callID, cseq: cseq)
+    }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    /// The value of a non-empty run of ASCII digits; `nil` for anything else. Callers bound
+    /// the length so that it cannot overflow.
+    var asciiDecimal: Int? {
+        guard !isEmpty else { return nil }
+        var value = 0
+        for byte in self {
+            guard byte.isASCIIDigit else { return nil }
+            value = value &* 10 &+ Int(byte &- UInt8(ascii: "0"))
+        }
+        return value
     }
 }

@@ -55,17 +55,24 @@ private func writeHeadersAndBody(headers: SIPHeaders, body: [UInt8], into buffer
     // Content-Length is always written, with the body's real size: RFC 3261 §20.14 requires it
     // on stream transports and it costs nothing on UDP. It stays where the first one was, so
     // that parse → serialize → parse keeps the header order.
+    // Values nobody touched are written from the bytes they arrived in.
     var wroteContentLength = false
-    for field in headers {
-        if field.name == .contentLength {
+    for entry in headers.entries {
+        if entry.known == .contentLength {
             guard !wroteContentLength else { continue }
             wroteContentLength = true
             writeContentLength(body.count, into: &buffer)
             continue
         }
-        buffer.writeString(field.name.canonical)
+        if let known = entry.known {
+            buffer.writeString(known.canonical)
+        } else if let builtName = entry.builtName {
+            buffer.writeString(builtName)
+        } else {
+            buffer.writeBytes(headers.source[entry.nameRange])
+        }
         buffer.writeStaticString(": ")
-        buffer.writeString(field.value)
+        headers.withValueBytes(entry) { _ = buffer.writeBytes($0) }
         buffer.writeStaticString("\r\n")
     }
     if !wroteContentLength { writeContentLength(body.count, into: &buffer) }

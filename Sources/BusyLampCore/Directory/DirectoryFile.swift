@@ -186,7 +186,7 @@ extension DirectoryFile {
         }
 
         func readTrunk(_ node: Node) throws -> Trunk {
-            let fields = try fields(of: node, allowed: Keys.trunk, subject: "trunk: ")
+            let fields = try fields(of: node, allowed: Keys.trunk, subject: Self.peek(node, "name").map { "trunk \($0): " } ?? "trunk: ")
             guard let nameNode = fields["name"] else { throw error("trunk: missing \"name\"", at: node) }
             let name = try nonEmptyString(nameNode, key: "name", subject: "trunk: ")
             let subject = "trunk \(name): "
@@ -207,7 +207,7 @@ extension DirectoryFile {
         }
 
         func readAccount(_ node: Node) throws -> (Account, [Node], Node) {
-            let fields = try fields(of: node, allowed: Keys.account, subject: "account: ")
+            let fields = try fields(of: node, allowed: Keys.account, subject: Self.peek(node, "id").map { "account \($0): " } ?? "account: ")
             guard let idNode = fields["id"] else { throw error("account: missing \"id\"", at: node) }
             let id = try nonEmptyString(idNode, key: "id", subject: "account: ")
             let subject = "account \(id): "
@@ -232,7 +232,7 @@ extension DirectoryFile {
 
         func readLine(_ node: Node, index: Int, account: Account, realm: String) throws -> (Line, Node, Node) {
             let unnamed = "account \(account.id): line #\(index + 1): "
-            let fields = try fields(of: node, allowed: Keys.line, subject: unnamed)
+            let fields = try fields(of: node, allowed: Keys.line, subject: Self.peek(node, "extension").map { "line \($0): " } ?? unnamed)
             guard let extensionNode = fields["extension"] else { throw error("\(unnamed)missing \"extension\"", at: node) }
             let extensionNumber = try digits(extensionNode, key: "extension", subject: unnamed)
             let subject = "line \(extensionNumber): "
@@ -331,6 +331,15 @@ extension DirectoryFile {
                 throw error("\(subject)\"\(key)\" must be \(kind), not \"\(value)\"", at: node)
             }
             return number
+        }
+
+        /// The scalar value of `key` in a mapping, read before the mapping is checked, so that an
+        /// error about the entry can name it.
+        static func peek(_ node: Node, _ key: String) -> String? {
+            guard case .mapping(let mapping) = node, case .scalar(let scalar)? = mapping[key], !scalar.string.isEmpty else {
+                return nil
+            }
+            return scalar.string
         }
 
         static func isNull(_ node: Node) -> Bool {

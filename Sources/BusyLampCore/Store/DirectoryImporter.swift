@@ -11,6 +11,12 @@ public enum DirectoryImporter {
         public var lines: Int
         public var trunks: Int
 
+        public init(accounts: Int, lines: Int, trunks: Int) {
+            self.accounts = accounts
+            self.lines = lines
+            self.trunks = trunks
+        }
+
         public var description: String {
             "imported \(accounts) account\(accounts == 1 ? "" : "s"), \(lines) line\(lines == 1 ? "" : "s"), \(trunks) trunk\(trunks == 1 ? "" : "s")"
         }

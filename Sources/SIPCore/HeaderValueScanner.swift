@@ -1,17 +1,15 @@
 /// A cursor over the bytes of one header value, for the small grammars of RFC 3261 §25
 /// (tokens, quoted strings, `;param=value` lists, comma-separated elements).
 ///
-/// It never traps: every read checks bounds and every failure is reported as `nil`.
+/// It works on borrowed bytes and answers with ranges of them, so that the parser can check a
+/// message without building strings; the typed values (`Via`, `NameAddress`, …) build their
+/// strings from the same ranges. It never traps: every read checks bounds and every failure is
+/// reported as `nil` (or `false`).
 struct HeaderValueScanner {
-    let bytes: [UInt8]
+    let bytes: UnsafeBufferPointer<UInt8>
     var position: Int
 
-    init(_ text: String) {
-        self.bytes = Array(text.utf8)
-        self.position = 0
-    }
-
-    init(bytes: [UInt8]) {
+    init(_ bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
         self.position = 0
     }
@@ -20,7 +18,7 @@ struct HeaderValueScanner {
     var current: UInt8? { position < bytes.count ? bytes[position] : nil }
 
     mutating func skipWhitespace() {
-        while let byte = current, byte == .space || byte == .tab || byte == .cr || byte == .lf { position += 1 }
+        while let byte = current, byte.isSIPWhitespace { position += 1 }
     }
 
     /// Consumes `byte` (after optional whitespace) if it is next.
@@ -35,17 +33,17 @@ struct HeaderValueScanner {
         return false
     }
 
-    /// RFC 3261 `token`.
-    mutating func token() -> String? {
+    /// RFC 3261 `token`, after optional whitespace.
+    mutating func token() -> Range<Int>? {
         skipWhitespace()
         let start = position
         while let byte = current, byte.isSIPTokenCharacter { position += 1 }
         guard position > start else { return nil }
-        return String(decoding: bytes[start..<position], as: UTF8.self)
+        return start..<position
     }
 
-    /// A `quoted-string`, returned with its quotes (as written). `nil` when unterminated.
-    mutating func quotedString() -> String? {
+    /// A `quoted-string`, with its quotes (as written). `nil` when unterminated.
+    mutating func quotedString() -> Range<Int>? {
         skipWhitespace()
         guard current == .doubleQuote else { return nil }
         let start = position
@@ -56,17 +54,14 @@ struct HeaderValueScanner {
                 continue
             }
             position += 1
-            if byte == .doubleQuote {
-                return String(decoding: bytes[start..<position], as: UTF8.self)
-            }
+            if byte == .doubleQuote { return start..<position }
         }
         position = start
         return nil
     }
 
-    /// Reads up to (not including) the first byte in `stops` that is outside quotes and
-    /// angle brackets.
-    mutating func text(until stops: Set<UInt8>) -> String {
+    /// Reads up to (not including) the first comma that is outside quotes and angle brackets.
+    mutating func textUntilComma() -> Range<Int> {
         let start = position
         var inQuotes = false
         var angleDepth = 0
@@ -83,25 +78,24 @@ struct HeaderValueScanner {
                 angleDepth += 1
             } else if byte == .greaterThan, angleDepth > 0 {
                 angleDepth -= 1
-            } else if angleDepth == 0, stops.contains(byte) {
+            } else if angleDepth == 0, byte == .comma {
                 break
             }
             position += 1
         }
-        let end = min(position, bytes.count)
-        return String(decoding: bytes[start..<end], as: UTF8.self)
+        return start..<min(position, bytes.count)
     }
 
-    /// `*( SEMI generic-param )`, where values are tokens, hosts or quoted strings.
-    mutating func parameters(stoppingAt stops: Set<UInt8> = [.comma]) -> SIPParameters? {
-        var parameters = SIPParameters()
+    /// `*( SEMI generic-param )`, where values are tokens, hosts or quoted strings; `each` sees
+    /// every name and value (quotes kept) in order. `false` when one is malformed.
+    mutating func parameters(_ each: (Range<Int>, Range<Int>?) -> Void) -> Bool {
         while consume(.semicolon) {
-            guard let name = token() else { return nil }
-            var value: String?
+            guard let name = token() else { return false }
+            var value: Range<Int>?
             if consume(.equals) {
                 skipWhitespace()
                 if current == .doubleQuote {
-                    guard let quoted = quotedString() else { return nil }
+                    guard let quoted = quotedString() else { return false }
                     value = quoted
                 } else {
                     let start = position
@@ -110,28 +104,57 @@ struct HeaderValueScanner {
                     {
                         position += 1
                     }
-                    guard position > start else { return nil }
-                    value = String(decoding: bytes[start..<position], as: UTF8.self)
+                    guard position > start else { return false }
+                    value = start..<position
                 }
             }
-            parameters.set(name, value)
-            _ = stops
+            each(name, value)
         }
-        return parameters
+        return true
+    }
+
+    func string(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
+
+    /// The element ranges of a comma-separated list (RFC 3261 §7.3.1), trimmed, empty ones
+    /// dropped; `each` answers `false` to stop early, and then so does this.
+    static func forEachListElement(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ each: (UnsafeBufferPointer<UInt8>) -> Bool
+    ) -> Bool {
+        var scanner = HeaderValueScanner(bytes)
+        while !scanner.isAtEnd {
+            var element = scanner.textUntilComma()
+            while element.lowerBound < element.upperBound, bytes[element.lowerBound].isSIPWhitespace {
+                element = (element.lowerBound + 1)..<element.upperBound
+            }
+            while element.lowerBound < element.upperBound, bytes[element.upperBound - 1].isSIPWhitespace {
+                element = element.lowerBound..<(element.upperBound - 1)
+            }
+            if !element.isEmpty, !each(UnsafeBufferPointer(rebasing: bytes[element])) { return false }
+            scanner.position += 1
+        }
+        return true
+    }
+}
+
+extension SIPParameters {
+    /// Parameters from the ranges a scanner reported.
+    mutating func set(_ bytes: UnsafeBufferPointer<UInt8>, name: Range<Int>, value: Range<Int>?) {
+        set(String(decoding: bytes[name], as: UTF8.self), value.map { String(decoding: bytes[$0], as: UTF8.self) })
     }
 }
 
 /// Splits a header value at the commas that separate list elements (RFC 3261 §7.3.1), leaving
 /// commas inside quoted strings and `<…>` alone. Empty elements are dropped.
 public func splitSIPList(_ value: String) -> [String] {
-    var scanner = HeaderValueScanner(value)
-    var elements: [String] = []
-    while !scanner.isAtEnd {
-        let element = scanner.text(until: [.comma]).trimmingSIPWhitespace()
-        if !element.isEmpty { elements.append(element) }
-        scanner.position += 1
+    var value = value
+    return value.withUTF8 { bytes in
+        var elements: [String] = []
+        _ = HeaderValueScanner.forEachListElement(bytes) { element in
+            elements.append(String(decoding: element, as: UTF8.self))
+            return true
+        }
+        return elements
     }
-    return elements
 }
 
 extension String {

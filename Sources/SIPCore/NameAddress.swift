@@ -31,13 +31,49 @@ public struct NameAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses one name-addr or addr-spec with its parameters; `nil` when malformed.
     public init?(_ text: String) {
-        var scanner = HeaderValueScanner(text)
-        scanner.skipWhitespace()
+        var text = text
+        guard let address = text.withUTF8(NameAddress.init(bytes:)) else { return nil }
+        self = address
+    }
+
+    init?(bytes: UnsafeBufferPointer<UInt8>) {
+        var parameters = SIPParameters()
+        guard let syntax = NameAddress.syntax(bytes, parameter: { parameters.set(bytes, name: $0, value: $1) }),
+            let uri = SIPURI(bytes: UnsafeBufferPointer(rebasing: bytes[syntax.uri]))
+        else { return nil }
         var displayName: String?
-        let uri: SIPURI
+        switch syntax.displayName {
+        case .none: displayName = nil
+        case .quoted(let range): displayName = String(decoding: bytes[range], as: UTF8.self).unquotedSIPString
+        case .words(let range): displayName = String(decoding: bytes[range], as: UTF8.self)
+        }
+        self.init(displayName: displayName, uri: uri, parameters: parameters)
+    }
+
+    /// Where the parts of a name-addr or addr-spec are in its bytes.
+    struct Syntax {
+        enum DisplayName {
+            case none
+            /// A quoted-string, quotes included.
+            case quoted(Range<Int>)
+            /// `*(token LWS)`, trimmed.
+            case words(Range<Int>)
+        }
+        var displayName: DisplayName
+        var uri: Range<Int>
+    }
+
+    /// Checks one name-addr or addr-spec, its URI included, without building strings;
+    /// `parameter` sees every header parameter (after the URI) in order.
+    static func syntax(
+        _ bytes: UnsafeBufferPointer<UInt8>, parameter: (Range<Int>, Range<Int>?) -> Void
+    ) -> Syntax? {
+        var scanner = HeaderValueScanner(bytes)
+        scanner.skipWhitespace()
+        var displayName = Syntax.DisplayName.none
         if scanner.current == .doubleQuote {
             guard let quoted = scanner.quotedString() else { return nil }
-            displayName = quoted.unquotedSIPString
+            displayName = .quoted(quoted)
             guard scanner.consume(.lessThan) else { return nil }
         } else if !scanner.consume(.lessThan) {
             // Either `display name <uri>` with an unquoted display name, or a bare addr-spec.
@@ -45,11 +81,15 @@ public struct NameAddress: Hashable, Sendable, CustomStringConvertible {
             // RFC 4475 §3.1.1.6: `caller<sip:…>` (no LWS before '<') is accepted.
             while let byte = scanner.current, byte != .lessThan { scanner.position += 1 }
             if scanner.current == .lessThan {
-                let words = String(decoding: scanner.bytes[saved..<scanner.position], as: UTF8.self)
-                    .trimmingSIPWhitespace()
+                var wordsStart = saved
+                var wordsEnd = scanner.position
+                while wordsStart < wordsEnd, bytes[wordsStart].isSIPWhitespace { wordsStart += 1 }
+                while wordsEnd > wordsStart, bytes[wordsEnd - 1].isSIPWhitespace { wordsEnd -= 1 }
                 // An unquoted display name is *(token LWS): reject anything else.
-                guard words.utf8.allSatisfy({ $0.isSIPTokenCharacter || $0.isSIPWhitespace }) else { return nil }
-                displayName = words.isEmpty ? nil : words
+                guard bytes[wordsStart..<wordsEnd].allSatisfy({ $0.isSIPTokenCharacter || $0.isSIPWhitespace }) else {
+                    return nil
+                }
+                if wordsEnd > wordsStart { displayName = .words(wordsStart..<wordsEnd) }
                 scanner.position += 1
             } else {
                 scanner.position = saved
@@ -57,28 +97,28 @@ public struct NameAddress: Hashable, Sendable, CustomStringConvertible {
                 // or whitespace.
                 let start = scanner.position
                 while let byte = scanner.current, byte != .semicolon, !byte.isSIPWhitespace { scanner.position += 1 }
-                guard let parsed = SIPURI(String(decoding: scanner.bytes[start..<scanner.position], as: UTF8.self))
+                let uri = start..<scanner.position
+                guard SIPURI.syntax(UnsafeBufferPointer(rebasing: bytes[uri]), parameter: { _, _ in }) != nil,
+                    scanner.parameters(parameter)
                 else { return nil }
-                guard let parameters = scanner.parameters() else { return nil }
                 scanner.skipWhitespace()
                 guard scanner.isAtEnd else { return nil }
-                self.init(displayName: nil, uri: parsed, parameters: parameters)
-                return
+                return Syntax(displayName: .none, uri: uri)
             }
         }
         // Inside <…>
         let start = scanner.position
         while let byte = scanner.current, byte != .greaterThan { scanner.position += 1 }
         guard scanner.current == .greaterThan else { return nil }
-        guard let parsed = SIPURI(String(decoding: scanner.bytes[start..<scanner.position], as: UTF8.self)) else {
+        let uri = start..<scanner.position
+        guard SIPURI.syntax(UnsafeBufferPointer(rebasing: bytes[uri]), parameter: { _, _ in }) != nil else {
             return nil
         }
-        uri = parsed
         scanner.position += 1
-        guard let parameters = scanner.parameters() else { return nil }
+        guard scanner.parameters(parameter) else { return nil }
         scanner.skipWhitespace()
         guard scanner.isAtEnd else { return nil }
-        self.init(displayName: displayName, uri: uri, parameters: parameters)
+        return Syntax(displayName: displayName, uri: uri)
     }
 }
 

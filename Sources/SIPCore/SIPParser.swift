@@ -223,44 +223,93 @@ public struct SIPParser: Sendable {
         _ message: SIPMessage, fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) {
         let headers = message.headers
-        // RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Max-Forwards (requests) and Via are mandatory.
-        for (name, label) in [(SIPHeaderName.via, "Via"), (.from, "From"), (.to, "To"), (.callID, "Call-ID"), (.cseq, "CSeq")]
-        where headers[name] == nil {
-            throw fail(.missingHeader, "Missing \(label) Header", 400)
+        // One pass to find the headers every message must have, checked on their bytes.
+        var via: Int?
+        var from: Int?
+        var to: Int?
+        var callID: Int?
+        var cseq: Int?
+        var maxForwards: Int?
+        var date: Int?
+        var expires: Int?
+        var duplicated: KnownHeader?
+        func note(_ slot: inout Int?, _ index: Int, _ known: KnownHeader) {
+            if slot == nil { slot = index } else if duplicated == nil { duplicated = known }
         }
-        for name in [SIPHeaderName.callID, .from, .to, .cseq] where headers.values(name).count > 1 {
-            throw fail(.badHeaderValue, "Multiple \(name.canonical) Headers", 400)
-        }
-        guard let vias = Via.parseList(headers.values(.via)), !vias.isEmpty else {
-            throw fail(.badHeaderValue, "Malformed Via Header", 400)
-        }
-        guard NameAddress(headers[.from]!) != nil else { throw fail(.badHeaderValue, "Malformed From Header", 400) }
-        guard NameAddress(headers[.to]!) != nil else { throw fail(.badHeaderValue, "Malformed To Header", 400) }
-        guard let cseq = CSeq(headers[.cseq]!) else { throw fail(.badHeaderValue, "Malformed CSeq Header", 400) }
-        guard !headers[.callID]!.isEmpty else { throw fail(.badHeaderValue, "Malformed Call-ID Header", 400) }
-        if case .request(let request) = message {
-            guard cseq.method == request.method else {
-                throw fail(.badHeaderValue, "CSeq Method Does Not Match Request", 400)
+        for (index, entry) in headers.entries.enumerated() {
+            guard let known = entry.known else { continue }
+            switch known {
+            case .via: if via == nil { via = index }
+            case .from: note(&from, index, known)
+            case .to: note(&to, index, known)
+            case .callID: note(&callID, index, known)
+            case .cseq: note(&cseq, index, known)
+            case .maxForwards: if maxForwards == nil { maxForwards = index }
+            case .date: if date == nil { date = index }
+            case .expires: if expires == nil { expires = index }
+            default: break
             }
-            if let maxForwards = headers[.maxForwards] {
+        }
+        // RFC 3261 §8.1.1: To, From, CSeq, Call-ID, Max-Forwards (requests) and Via are mandatory.
+        guard via != nil else { throw fail(.missingHeader, "Missing Via Header", 400) }
+        guard let from else { throw fail(.missingHeader, "Missing From Header", 400) }
+        guard let to else { throw fail(.missingHeader, "Missing To Header", 400) }
+        guard let callID else { throw fail(.missingHeader, "Missing Call-ID Header", 400) }
+        guard let cseq else { throw fail(.missingHeader, "Missing CSeq Header", 400) }
+        // Call-ID, From, To and CSeq appear once; reported in that order.
+        if duplicated != nil {
+            for known in [KnownHeader.callID, .from, .to, .cseq]
+            where headers.entries.lazy.filter({ $0.known == known }).count > 1 {
+                throw fail(.badHeaderValue, "Multiple \(known.canonical) Headers", 400)
+            }
+        }
+        var viaCount = 0
+        var viasValid = true
+        for entry in headers.entries where entry.known == .via && viasValid {
+            viasValid = headers.withValueBytes(entry) { bytes in
+                HeaderValueScanner.forEachListElement(bytes) { element in
+                    viaCount += 1
+                    return Via.syntax(element, parameter: { _, _ in }) != nil
+                }
+            }
+        }
+        guard viasValid, viaCount > 0 else { throw fail(.badHeaderValue, "Malformed Via Header", 400) }
+        func isNameAddress(_ index: Int) -> Bool {
+            headers.withValueBytes(headers.entries[index]) { NameAddress.syntax($0, parameter: { _, _ in }) != nil }
+        }
+        guard isNameAddress(from) else { throw fail(.badHeaderValue, "Malformed From Header", 400) }
+        guard isNameAddress(to) else { throw fail(.badHeaderValue, "Malformed To Header", 400) }
+        let cseqMethodMatches: Bool? = headers.withValueBytes(headers.entries[cseq]) { bytes in
+            guard let syntax = CSeq.syntax(bytes) else { return nil }
+            guard case .request(let request) = message else { return true }
+            var method = request.method.rawValue
+            return method.withUTF8 { $0.elementsEqual(bytes[syntax.method]) }
+        }
+        guard let cseqMethodMatches else { throw fail(.badHeaderValue, "Malformed CSeq Header", 400) }
+        guard headers.withValueBytes(headers.entries[callID], { !$0.isEmpty }) else {
+            throw fail(.badHeaderValue, "Malformed Call-ID Header", 400)
+        }
+        if case .request = message {
+            guard cseqMethodMatches else { throw fail(.badHeaderValue, "CSeq Method Does Not Match Request", 400) }
+            if let maxForwards {
                 // RFC 4475 §3.1.1.1: leading zeros ("0068") are valid.
-                guard !maxForwards.isEmpty, maxForwards.utf8.allSatisfy({ $0.isASCIIDigit }), maxForwards.utf8.count <= 9,
-                    let value = Int(maxForwards), value <= 255
-                else { throw fail(.badHeaderValue, "Malformed Max-Forwards Header", 400) }
+                let valid = headers.withValueBytes(headers.entries[maxForwards]) { bytes in
+                    bytes.count <= 9 && (bytes.asciiDecimal.map { $0 <= 255 } ?? false)
+                }
+                guard valid else { throw fail(.badHeaderValue, "Malformed Max-Forwards Header", 400) }
             }
         }
         // RFC 3261 §20.17 / RFC 4475 §3.1.2.12: the only time zone is "GMT".
-        if let date = headers[.date], !date.hasSuffix(" GMT") {
+        if let date, !headers.withValueBytes(headers.entries[date], { $0.reversed().starts(with: " GMT".utf8.reversed()) }) {
             throw fail(.badHeaderValue, "Malformed Date Header", 400)
         }
         // RFC 3261 §20.10 / RFC 4475 §3.1.2.13: a URI with headers (or ',', '?') must be in <>.
-        for contact in headers.values(.contact) where !contact.utf8.contains(.lessThan) {
-            if contact.utf8.contains(.questionMark) { throw fail(.badHeaderValue, "Malformed Contact Header", 400) }
+        for entry in headers.entries where entry.known == .contact {
+            let bad = headers.withValueBytes(entry) { !$0.contains(.lessThan) && $0.contains(.questionMark) }
+            if bad { throw fail(.badHeaderValue, "Malformed Contact Header", 400) }
         }
-        if let expires = headers[.expires] {
-            guard expires.utf8.allSatisfy({ $0.isASCIIDigit }), !expires.isEmpty else {
-                throw fail(.badHeaderValue, "Malformed Expires Header", 400)
-            }
+        if let expires, headers.withValueBytes(headers.entries[expires], { $0.asciiDecimal == nil }) {
+            throw fail(.badHeaderValue, "Malformed Expires Header", 400)
         }
     }
 

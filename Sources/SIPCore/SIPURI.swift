@@ -63,110 +63,157 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses a URI; `nil` when it is not a well-formed absolute URI.
     public init?(_ text: String) {
-        let bytes = Array(text.utf8)
+        var text = text
+        guard let uri = text.withUTF8(SIPURI.init(bytes:)) else { return nil }
+        self = uri
+    }
+
+    init?(bytes: UnsafeBufferPointer<UInt8>) {
+        var parameters = SIPParameters()
+        guard let syntax = SIPURI.syntax(bytes, parameter: { parameters.set(bytes, name: $0, value: $1) }) else {
+            return nil
+        }
+        func string(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
+        self.scheme = syntax.isSIP ? (syntax.scheme.count == 3 ? "sip" : "sips") : string(syntax.scheme).lowercased()
+        self.user = nil
+        self.password = syntax.password.map(string)
+        self.host = string(syntax.host)
+        self.port = syntax.port
+        self.parameters = parameters
+        self.headers = syntax.headers.map(string)
+        self.opaque = syntax.opaque.map(string)
+        if let user = syntax.user {
+            let userBytes = bytes[user]
+            self.user = userBytes.contains(UInt8(ascii: "%")) ? SIPURI.unescape(userBytes) : string(user)
+        }
+    }
+
+    /// Where the parts of a URI are in its bytes.
+    struct Syntax {
+        var scheme: Range<Int>
+        var isSIP: Bool
+        var user: Range<Int>?
+        var password: Range<Int>?
+        var host: Range<Int> = 0..<0
+        var port: Int?
+        var headers: Range<Int>?
+        /// Everything after the colon, for a scheme other than sip/sips.
+        var opaque: Range<Int>?
+    }
+
+    /// Checks a URI (RFC 3261 §19.1 for sip/sips, any `scheme:` otherwise) without building
+    /// strings; `parameter` sees every uri-parameter in order.
+    static func syntax(
+        _ bytes: UnsafeBufferPointer<UInt8>, parameter: (Range<Int>, Range<Int>?) -> Void
+    ) -> Syntax? {
         guard let colon = bytes.firstIndex(of: .colon), colon > 0 else { return nil }
         let schemeBytes = bytes[..<colon]
-        guard schemeBytes.first.map({ $0.isASCIILetter }) == true,
+        guard schemeBytes.first!.isASCIILetter,
             schemeBytes.allSatisfy({ $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: "+")
                 || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
         else { return nil }
-        let scheme = String(decoding: schemeBytes, as: UTF8.self).lowercased()
-        let rest = Array(bytes[(colon + 1)...])
-        guard !rest.isEmpty, !rest.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { return nil }
-
-        self.scheme = scheme
-        self.user = nil
-        self.password = nil
-        self.port = nil
-        self.parameters = SIPParameters()
-        self.headers = nil
-        self.opaque = nil
-        self.host = ""
-
-        guard scheme == "sip" || scheme == "sips" else {
-            self.opaque = String(decoding: rest, as: UTF8.self)
-            return
+        let restStart = colon + 1
+        let end = bytes.count
+        guard restStart < end, !bytes[restStart...].contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { return nil }
+        let scheme = UnsafeBufferPointer(rebasing: bytes[..<colon])
+        var syntax = Syntax(scheme: 0..<colon, isSIP: scheme.equalsLowercased("sip") || scheme.equalsLowercased("sips"))
+        guard syntax.isSIP else {
+            syntax.opaque = restStart..<end
+            return syntax
         }
 
         // userinfo ends at the last '@': RFC 3261 §25.1 lets the user part hold ';', '?', '/'
         // (`user-unreserved`, RFC 4475 §3.1.1.2 and §3.1.1.9), while neither uri-parameters
         // (`paramchar`) nor headers (`hvalue`) nor hosts may hold an unescaped '@'.
-        var hostStart = 0
-        if let at = rest.lastIndex(of: .at) {
-            let userinfo = rest[..<at]
-            var userBytes = userinfo[...]
-            if let passwordColon = userinfo.firstIndex(of: .colon) {
-                userBytes = userinfo[..<passwordColon]
-                self.password = String(decoding: userinfo[(passwordColon + 1)...], as: UTF8.self)
+        var index = restStart
+        if let at = bytes[restStart...].lastIndex(of: .at) {
+            var userEnd = at
+            if let passwordColon = bytes[restStart..<at].firstIndex(of: .colon) {
+                userEnd = passwordColon
+                syntax.password = (passwordColon + 1)..<at
             }
-            guard !userBytes.isEmpty, let user = SIPURI.unescape(userBytes) else { return nil }
-            self.user = user
-            hostStart = at + 1
+            guard userEnd > restStart, SIPURI.isValidEscaping(bytes[restStart..<userEnd]) else { return nil }
+            syntax.user = restStart..<userEnd
+            index = at + 1
         }
 
         // hostport
-        var index = hostStart
-        if index < rest.count, rest[index] == .openBracket {
-            guard let close = rest[index...].firstIndex(of: .closeBracket) else { return nil }
-            let inner = rest[(index + 1)..<close]
+        if index < end, bytes[index] == .openBracket {
+            guard let close = bytes[index...].firstIndex(of: .closeBracket) else { return nil }
+            let inner = bytes[(index + 1)..<close]
             guard !inner.isEmpty, inner.allSatisfy({ $0.isHexDigit || $0 == .colon || $0 == UInt8(ascii: ".") })
             else { return nil }
-            self.host = String(decoding: rest[index...close], as: UTF8.self)
+            syntax.host = index..<(close + 1)
             index = close + 1
         } else {
             let start = index
-            while index < rest.count, rest[index].isHostCharacter { index += 1 }
-            guard index > start else { return nil }
-            self.host = String(decoding: rest[start..<index], as: UTF8.self)
-            guard SIPURI.isValidHostName(rest[start..<index]) else { return nil }
+            while index < end, bytes[index].isHostCharacter { index += 1 }
+            guard index > start, SIPURI.isValidHostName(bytes[start..<index]) else { return nil }
+            syntax.host = start..<index
         }
-        if index < rest.count, rest[index] == .colon {
+        if index < end, bytes[index] == .colon {
             index += 1
             let start = index
-            while index < rest.count, rest[index].isASCIIDigit { index += 1 }
-            guard index > start, index - start <= 5, let port = Int(String(decoding: rest[start..<index], as: UTF8.self)),
+            while index < end, bytes[index].isASCIIDigit { index += 1 }
+            guard index - start <= 5, let port = UnsafeBufferPointer(rebasing: bytes[start..<index]).asciiDecimal,
                 port <= 65535
             else { return nil }
-            self.port = port
+            syntax.port = port
         }
         // uri-parameters and headers
-        let tail = Array(rest[index...])
-        var scanner = HeaderValueScanner(bytes: tail)
-        if !tail.isEmpty {
-            guard tail[0] == .semicolon || tail[0] == .questionMark else { return nil }
-            var parameters = SIPParameters()
-            while scanner.current == .semicolon {
-                scanner.position += 1
-                let start = scanner.position
-                while let byte = scanner.current, byte != .semicolon, byte != .questionMark { scanner.position += 1 }
-                let parameter = tail[start..<scanner.position]
-                guard !parameter.isEmpty else { return nil }
-                if let equals = parameter.firstIndex(of: .equals) {
-                    let name = String(decoding: parameter[..<equals], as: UTF8.self)
-                    guard !name.isEmpty else { return nil }
-                    parameters.set(name, String(decoding: parameter[(equals + 1)...], as: UTF8.self))
-                } else {
-                    parameters.set(String(decoding: parameter, as: UTF8.self), nil)
+        guard index < end else { return syntax }
+        guard bytes[index] == .semicolon || bytes[index] == .questionMark else { return nil }
+        while index < end, bytes[index] == .semicolon {
+            index += 1
+            let start = index
+            while index < end, bytes[index] != .semicolon, bytes[index] != .questionMark { index += 1 }
+            guard index > start else { return nil }
+            if let equals = bytes[start..<index].firstIndex(of: .equals) {
+                guard equals > start else { return nil }
+                parameter(start..<equals, (equals + 1)..<index)
+            } else {
+                parameter(start..<index, nil)
+            }
+        }
+        if index < end, bytes[index] == .questionMark { syntax.headers = (index + 1)..<end }
+        return syntax
+    }
+
+    private static func isValidHostName(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
+        // A dotted name or IPv4 address: labels of alphanum and '-', not starting or ending with '-'.
+        var labelStart = bytes.startIndex
+        var index = bytes.startIndex
+        while true {
+            if index == bytes.endIndex || bytes[index] == UInt8(ascii: ".") {
+                if labelStart == index {
+                    // An empty label: only a trailing dot after at least one label is allowed.
+                    return index == bytes.endIndex && index > bytes.startIndex
                 }
+                if bytes[labelStart] == UInt8(ascii: "-") || bytes[index - 1] == UInt8(ascii: "-") { return false }
+                if index == bytes.endIndex { return true }
+                labelStart = index + 1
             }
-            self.parameters = parameters
-            if scanner.current == .questionMark {
-                self.headers = String(decoding: tail[(scanner.position + 1)...], as: UTF8.self)
-            }
+            index += 1
         }
     }
 
-    private static func isValidHostName(_ bytes: ArraySlice<UInt8>) -> Bool {
-        // A dotted name or IPv4 address: labels of alphanum and '-', not starting or ending with '-'.
-        let labels = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        for (offset, label) in labels.enumerated() {
-            if label.isEmpty { return offset == labels.count - 1 && offset > 0 }  // trailing dot allowed
-            if label.first == UInt8(ascii: "-") || label.last == UInt8(ascii: "-") { return false }
+    /// `true` when every `%` starts a `%HH` escape.
+    private static func isValidEscaping(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if bytes[index] == UInt8(ascii: "%") {
+                guard index + 2 < bytes.endIndex, bytes[index + 1].isHexDigit, bytes[index + 2].isHexDigit else {
+                    return false
+                }
+                index += 3
+            } else {
+                index += 1
+            }
         }
         return true
     }
 
-    static func unescape(_ bytes: ArraySlice<UInt8>) -> String? {
+    static func unescape(_ bytes: Slice<UnsafeBufferPointer<UInt8>>) -> String? {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
         var index = bytes.startIndex

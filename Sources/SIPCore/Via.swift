@@ -43,42 +43,69 @@ public struct Via: Hashable, Sendable, CustomStringConvertible {
     }
 
     public init?(_ text: String) {
-        var scanner = HeaderValueScanner(text)
+        var text = text
+        guard let via = text.withUTF8(Via.init(bytes:)) else { return nil }
+        self = via
+    }
+
+    init?(bytes: UnsafeBufferPointer<UInt8>) {
+        var parameters = SIPParameters()
+        guard let syntax = Via.syntax(bytes, parameter: { parameters.set(bytes, name: $0, value: $1) }) else {
+            return nil
+        }
+        self.init(
+            transport: String(decoding: bytes[syntax.transport], as: UTF8.self).uppercased(),
+            host: String(decoding: bytes[syntax.host], as: UTF8.self).lowercased(), port: syntax.port,
+            parameters: parameters)
+    }
+
+    /// Where the parts of one Via element are in its bytes.
+    struct Syntax {
+        var transport: Range<Int>
+        var host: Range<Int>
+        var port: Int?
+    }
+
+    /// Checks one Via element (RFC 3261 §20.42 `via-parm`) without building strings.
+    static func syntax(
+        _ bytes: UnsafeBufferPointer<UInt8>, parameter: (Range<Int>, Range<Int>?) -> Void
+    ) -> Syntax? {
+        var scanner = HeaderValueScanner(bytes)
         // sent-protocol = protocol-name SLASH protocol-version SLASH transport, LWS allowed around slashes.
-        guard let name = scanner.token(), name.caseInsensitiveEquals("SIP"), scanner.consume(.slash),
-            let version = scanner.token(), version == "2.0", scanner.consume(.slash),
+        guard let name = scanner.token(), UnsafeBufferPointer(rebasing: bytes[name]).equalsLowercased("sip"),
+            scanner.consume(.slash),
+            let version = scanner.token(), bytes[version].elementsEqual("2.0".utf8), scanner.consume(.slash),
             let transport = scanner.token()
         else { return nil }
         scanner.skipWhitespace()
         // sent-by = host [ COLON port ]
-        var host: String
+        let host: Range<Int>
         if scanner.current == .openBracket {
             let start = scanner.position
             while let byte = scanner.current, byte != .closeBracket { scanner.position += 1 }
             guard scanner.current == .closeBracket else { return nil }
             scanner.position += 1
-            host = String(decoding: scanner.bytes[start..<scanner.position], as: UTF8.self)
+            host = start..<scanner.position
         } else {
             let start = scanner.position
             while let byte = scanner.current, byte.isHostCharacter { scanner.position += 1 }
             guard scanner.position > start else { return nil }
-            host = String(decoding: scanner.bytes[start..<scanner.position], as: UTF8.self)
+            host = start..<scanner.position
         }
         var port: Int?
         if scanner.consume(.colon) {
             scanner.skipWhitespace()
             let start = scanner.position
             while let byte = scanner.current, byte.isASCIIDigit { scanner.position += 1 }
-            guard scanner.position > start, scanner.position - start <= 5,
-                let value = Int(String(decoding: scanner.bytes[start..<scanner.position], as: UTF8.self)), value <= 65535
+            guard scanner.position - start <= 5,
+                let value = UnsafeBufferPointer(rebasing: bytes[start..<scanner.position]).asciiDecimal, value <= 65535
             else { return nil }
             port = value
         }
-        guard let parameters = scanner.parameters() else { return nil }
+        guard scanner.parameters(parameter) else { return nil }
         scanner.skipWhitespace()
         guard scanner.isAtEnd else { return nil }
-        host = host.lowercased()
-        self.init(transport: transport.uppercased(), host: host, port: port, parameters: parameters)
+        return Syntax(transport: transport, host: host, port: port)
     }
 }
 
@@ -96,17 +123,28 @@ public struct CSeq: Hashable, Sendable, CustomStringConvertible {
 
     /// RFC 3261 §8.1.1.5: the sequence number is a 32-bit unsigned integer below 2**31.
     public init?(_ text: String) {
-        var scanner = HeaderValueScanner(text)
+        var text = text
+        guard let cseq = text.withUTF8({ bytes -> CSeq? in
+            guard let syntax = CSeq.syntax(bytes) else { return nil }
+            return CSeq(number: syntax.number, method: SIPMethod(String(decoding: bytes[syntax.method], as: UTF8.self)))
+        })
+        else { return nil }
+        self = cseq
+    }
+
+    /// Checks `1*DIGIT LWS Method` without building strings.
+    static func syntax(_ bytes: UnsafeBufferPointer<UInt8>) -> (number: UInt32, method: Range<Int>)? {
+        var scanner = HeaderValueScanner(bytes)
         scanner.skipWhitespace()
         let start = scanner.position
         while let byte = scanner.current, byte.isASCIIDigit { scanner.position += 1 }
-        guard scanner.position > start, scanner.position - start <= 10,
-            let number = UInt32(String(decoding: scanner.bytes[start..<scanner.position], as: UTF8.self)),
+        guard scanner.position - start <= 10,
+            let number = UnsafeBufferPointer(rebasing: bytes[start..<scanner.position]).asciiDecimal,
             number < 1 << 31,
             let method = scanner.token()
         else { return nil }
         scanner.skipWhitespace()
         guard scanner.isAtEnd else { return nil }
-        self.init(number: number, method: SIPMethod(method))
+        return (UInt32(number), method)
     }
 }

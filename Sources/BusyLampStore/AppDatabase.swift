@@ -33,10 +33,12 @@ struct AppDatabase: Sendable {
     static func open(path: String) throws -> AppDatabase {
         var configuration = Configuration()
         configuration.busyMode = .timeout(busyTimeout)
-        configuration.prepareDatabase { db in
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        // Set on the pool's single writer connection, after GRDB's WAL setup (which sets NORMAL
+        // once the connection is prepared, so `prepareDatabase` would be overridden).
+        try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        let pool = try DatabasePool(path: path, configuration: configuration)
         return try AppDatabase(pool)
     }
 

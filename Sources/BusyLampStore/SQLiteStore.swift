@@ -20,9 +20,12 @@ public struct SQLiteStore: Sendable {
         return try open(path: dataDirectory.appendingPathComponent(AppDatabase.fileName).path)
     }
 
-    /// Opens the database file at `path` (`--store sqlite:PATH`), creating it if needed.
+    /// Opens the database file at `path` (`--store sqlite:PATH`), creating it and its folder if
+    /// needed.
     public static func open(path: String) throws -> SQLiteStore {
-        SQLiteStore(database: try AppDatabase.open(path: path))
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        return SQLiteStore(database: try AppDatabase.open(path: path))
     }
 
     /// The database file's path.

@@ -86,3 +86,9 @@ struct DirectoryTests {
         #expect(directory.account(id: "globex") == nil)
     }
 }
+
+extension DirectoryTests {
+    @Test func descriptionSummarises() {
+        #expect("\(Self.directory)" == "directory sip.busylamp.test: 2 accounts, 3 lines, 2 trunks")
+    }
+}

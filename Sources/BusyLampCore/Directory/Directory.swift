@@ -99,3 +99,10 @@ public struct Directory: Sendable, Hashable {
         reindex()
     }
 }
+
+extension Directory: CustomStringConvertible {
+    /// A summary without the lines' credentials, so that a directory can be logged.
+    public var description: String {
+        "directory \(platform.domain): \(accounts.count) accounts, \(lines.count) lines, \(trunks.count) trunks"
+    }
+}

@@ -37,6 +37,9 @@ public protocol DirectoryStore: Sendable {
     func insertLine(_ line: Line) throws
     /// Replaces the line with the same account and extension. Throws `lineNotFound` or
     /// `duplicateNumber` (when the number changes to one that is taken).
+    ///
+    /// The HA1 values cover the number (the digest user name): a caller that changes the number
+    /// must compute new credentials from a password, or the line can no longer authenticate.
     func updateLine(_ line: Line) throws
     /// Returns false if there was no such line.
     @discardableResult func deleteLine(accountID: String, extensionNumber: String) throws -> Bool

@@ -107,7 +107,9 @@ extension SQLiteStore: DirectoryStore {
 
     public func lines(accountID: String) throws -> [Line] {
         try writer.read { db in
-            try LineRecord.filter(LineRecord.Columns.accountID == accountID).order(Column.rowID).fetchAll(db).map(\.line)
+            try LineRecord.filter(LineRecord.Columns.accountID == accountID).order(Column.rowID).fetchAll(db).map(
+                \.line
+            )
         }
     }
 
@@ -128,9 +130,13 @@ extension SQLiteStore: DirectoryStore {
             guard try fetchLine(accountID: line.accountID, extensionNumber: line.extensionNumber, db) != nil else {
                 throw DirectoryStoreError(.lineNotFound, subject: "\(line.accountID)/\(line.extensionNumber)")
             }
-            let taken = try LineRecord
+            let taken =
+                try LineRecord
                 .filter(LineRecord.Columns.number == line.number)
-                .filter(LineRecord.Columns.accountID != line.accountID || LineRecord.Columns.extensionNumber != line.extensionNumber)
+                .filter(
+                    LineRecord.Columns.accountID != line.accountID
+                        || LineRecord.Columns.extensionNumber != line.extensionNumber
+                )
                 .fetchCount(db)
             guard taken == 0 else { throw DirectoryStoreError(.duplicateNumber, subject: line.number) }
             try LineRecord(line).update(db)
@@ -140,7 +146,9 @@ extension SQLiteStore: DirectoryStore {
     public func deleteLine(accountID: String, extensionNumber: String) throws -> Bool {
         try writer.write { db in
             try LineRecord
-                .filter(LineRecord.Columns.accountID == accountID && LineRecord.Columns.extensionNumber == extensionNumber)
+                .filter(
+                    LineRecord.Columns.accountID == accountID && LineRecord.Columns.extensionNumber == extensionNumber
+                )
                 .deleteAll(db) > 0
         }
     }

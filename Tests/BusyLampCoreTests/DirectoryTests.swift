@@ -41,15 +41,17 @@ struct DirectoryTests {
         #expect(directory.account(id: "initech") == nil)
     }
 
-    @Test(arguments: [
-        (SIPPeer(transport: .udp, host: "192.0.2.10", port: 5060), "pstn"),
-        (SIPPeer(transport: .udp, host: "192.0.2.10", port: 5061), nil),
-        (SIPPeer(transport: .tcp, host: "192.0.2.10", port: 5060), nil),
-        // A TCP peer connects from an ephemeral port: the host is enough.
-        (SIPPeer(transport: .tcp, host: "192.0.2.20", port: 40123, connectionID: 7), "pbx"),
-        (SIPPeer(transport: .udp, host: "192.0.2.20", port: 5060), nil),
-        (SIPPeer(transport: .udp, host: "198.51.100.1", port: 5060), nil),
-    ] as [(SIPPeer, String?)])
+    @Test(
+        arguments: [
+            (SIPPeer(transport: .udp, host: "192.0.2.10", port: 5060), "pstn"),
+            (SIPPeer(transport: .udp, host: "192.0.2.10", port: 5061), nil),
+            (SIPPeer(transport: .tcp, host: "192.0.2.10", port: 5060), nil),
+            // A TCP peer connects from an ephemeral port: the host is enough.
+            (SIPPeer(transport: .tcp, host: "192.0.2.20", port: 40123, connectionID: 7), "pbx"),
+            (SIPPeer(transport: .udp, host: "192.0.2.20", port: 5060), nil),
+            (SIPPeer(transport: .udp, host: "198.51.100.1", port: 5060), nil),
+        ] as [(SIPPeer, String?)]
+    )
     func findsTrunkBySourceAddress(peer: SIPPeer, trunk: String?) {
         #expect(Self.directory.trunk(from: peer)?.name == trunk)
     }

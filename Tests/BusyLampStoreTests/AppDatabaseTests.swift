@@ -15,7 +15,11 @@ struct AppDatabaseTests {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let store = try SQLiteStore.open(dataDirectory: folder.url.appendingPathComponent("nested/data"))
-        #expect(FileManager.default.fileExists(atPath: folder.url.appendingPathComponent("nested/data/busylamp.sqlite").path))
+        #expect(
+            FileManager.default.fileExists(
+                atPath: folder.url.appendingPathComponent("nested/data/busylamp.sqlite").path
+            )
+        )
         let (journalMode, synchronous, foreignKeys, applied) = try store.writer.write { db in
             (
                 try String.fetchOne(db, sql: "PRAGMA journal_mode"),
@@ -36,7 +40,11 @@ struct AppDatabaseTests {
         defer { folder.remove() }
         let store = try SQLiteStore.open(path: folder.url.appendingPathComponent("sub/custom.sqlite").path)
         let (tables, lineColumns) = try store.writer.read { db in
-            let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'grdb_%' ORDER BY name")
+            let tables = try String.fetchAll(
+                db,
+                sql:
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'grdb_%' ORDER BY name"
+            )
             let lineColumns = try db.columns(in: "lines").map(\.name)
             return (tables, lineColumns)
         }

@@ -32,7 +32,11 @@ struct SQLiteStoreBindingTests {
         defer { folder.remove() }
         let store = try SQLiteStore.open(dataDirectory: folder.url)
 
-        var full = Self.binding("6495550201", "sip:6495550201@192.0.2.1:5060;transport=tcp", source: SIPPeer(transport: .tcp, host: "192.0.2.1", port: 40000, connectionID: UInt64.max))
+        var full = Self.binding(
+            "6495550201",
+            "sip:6495550201@192.0.2.1:5060;transport=tcp",
+            source: SIPPeer(transport: .tcp, host: "192.0.2.1", port: 40000, connectionID: UInt64.max)
+        )
         full.instanceID = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"
         full.regID = 1
         full.q = 0.7
@@ -40,7 +44,11 @@ struct SQLiteStoreBindingTests {
         try store.upsert(full)
         try store.upsert(Self.binding("6495550201", "sip:6495550201@198.51.100.7:5062"))
         try store.upsert(Self.binding("6495550202", "sip:6495550202@192.0.2.2"))
-        #expect(try store.bindings(aor: "6495550201") == [full, Self.binding("6495550201", "sip:6495550201@198.51.100.7:5062")])
+        #expect(
+            try store.bindings(aor: "6495550201") == [
+                full, Self.binding("6495550201", "sip:6495550201@198.51.100.7:5062"),
+            ]
+        )
 
         // A refresh of the same contact replaces it: one row, the new CSeq and expiry.
         let refreshed = Self.binding("6495550201", "sip:6495550201@198.51.100.7:5062", expiresIn: 60, cseq: 2)
@@ -81,7 +89,9 @@ struct SQLiteStoreBindingTests {
             upserts: [Self.binding("6495550201", "sip:b@192.0.2.1"), Self.binding("6495550201", "sip:c@192.0.2.1")],
             removals: ["sip:a@192.0.2.1"]
         )
-        #expect(try store.bindings(aor: "6495550201").map(\.contact).sorted() == ["sip:b@192.0.2.1", "sip:c@192.0.2.1"])
+        #expect(
+            try store.bindings(aor: "6495550201").map(\.contact).sorted() == ["sip:b@192.0.2.1", "sip:c@192.0.2.1"]
+        )
     }
 
     @Test func removeExpiredTakesOnlyWhatRanOut() throws {
@@ -107,7 +117,11 @@ struct SQLiteStoreBindingTests {
         defer { folder.remove() }
         let bindings = [
             Self.binding("6495550201", "sip:a@192.0.2.1"),
-            Self.binding("6495550202", "sip:b@192.0.2.2", source: SIPPeer(transport: .tcp, host: "2001:db8::2", port: 5070, connectionID: 42)),
+            Self.binding(
+                "6495550202",
+                "sip:b@192.0.2.2",
+                source: SIPPeer(transport: .tcp, host: "2001:db8::2", port: 5070, connectionID: 42)
+            ),
         ]
         do {
             let store = try SQLiteStore.open(dataDirectory: folder.url)

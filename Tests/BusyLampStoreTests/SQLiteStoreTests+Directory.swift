@@ -99,14 +99,20 @@ struct SQLiteStoreDirectoryTests {
         let before = try store.loadDirectory()
 
         let bad = folder.url.appendingPathComponent("bad.yaml")
-        try "domain: x.test\naccounts:\n  - id: a\n    lines:\n      - extension: 1\n".write(to: bad, atomically: true, encoding: .utf8)
+        try "domain: x.test\naccounts:\n  - id: a\n    lines:\n      - extension: 1\n".write(
+            to: bad,
+            atomically: true,
+            encoding: .utf8
+        )
         #expect(throws: DirectoryFileError.self) { try DirectoryImporter.importFile(at: bad, into: store) }
         #expect(try store.loadDirectory() == before)
 
         // A directory that breaks the store's own rules rolls back as a whole.
         var duplicate = try DirectoryFile.parse("domain: y.test\n")
         duplicate.setAccounts([Account(id: "a")], lines: [Self.line("a", "1", "100"), Self.line("a", "2", "100")])
-        #expect(throws: DirectoryStoreError(.duplicateNumber, subject: "100")) { try store.replaceDirectory(with: duplicate) }
+        #expect(throws: DirectoryStoreError(.duplicateNumber, subject: "100")) {
+            try store.replaceDirectory(with: duplicate)
+        }
         #expect(try store.loadDirectory() == before)
     }
 
@@ -117,10 +123,14 @@ struct SQLiteStoreDirectoryTests {
         try store.savePlatformSettings(PlatformSettings(domain: "sip.busylamp.test"))
 
         try store.insertAccount(Account(id: "acme", name: "Acme"))
-        #expect(throws: DirectoryStoreError(.duplicateAccount, subject: "acme")) { try store.insertAccount(Account(id: "acme")) }
+        #expect(throws: DirectoryStoreError(.duplicateAccount, subject: "acme")) {
+            try store.insertAccount(Account(id: "acme"))
+        }
         try store.updateAccount(Account(id: "acme", name: "Acme Ltd", presence: false))
         #expect(try store.account(id: "acme") == Account(id: "acme", name: "Acme Ltd", presence: false))
-        #expect(throws: DirectoryStoreError(.accountNotFound, subject: "nope")) { try store.updateAccount(Account(id: "nope")) }
+        #expect(throws: DirectoryStoreError(.accountNotFound, subject: "nope")) {
+            try store.updateAccount(Account(id: "nope"))
+        }
 
         try store.insertLine(Self.line("acme", "201", "6495550201"))
         try store.insertLine(Self.line("acme", "202", "6495550202"))

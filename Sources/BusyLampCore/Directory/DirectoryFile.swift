@@ -26,13 +26,20 @@ public enum DirectoryFile {
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw DirectoryFileError(file: url.lastPathComponent, line: nil, problem: "cannot read the file (\(error.localizedDescription))")
+            throw DirectoryFileError(
+                file: url.lastPathComponent,
+                line: nil,
+                problem: "cannot read the file (\(error.localizedDescription))"
+            )
         }
         return try parse(text, fileName: url.lastPathComponent)
     }
 
     /// Validates the YAML text of a directory file; `fileName` is only used in errors.
-    public static func parse(_ yaml: String, fileName: String = "directory.yaml") throws(DirectoryFileError) -> Directory {
+    public static func parse(
+        _ yaml: String,
+        fileName: String = "directory.yaml"
+    ) throws(DirectoryFileError) -> Directory {
         var reader = Reader(fileName: fileName)
         do {
             return try reader.read(yaml)
@@ -75,7 +82,9 @@ extension DirectoryFile {
     /// The keys each level of the file accepts; anything else is refused, so that a misspelt
     /// optional key (`presense: false`) is not silently ignored.
     enum Keys {
-        static let top: Set<String> = ["domain", "presence_default", "min_expires", "max_expires", "trunks", "accounts"]
+        static let top: Set<String> = [
+            "domain", "presence_default", "min_expires", "max_expires", "trunks", "accounts",
+        ]
         static let trunk: Set<String> = ["name", "address", "transport"]
         static let account: Set<String> = ["id", "name", "presence", "same_network_only", "pickup", "lines"]
         static let pickup: Set<String> = ["directed", "group"]
@@ -163,7 +172,10 @@ extension DirectoryFile {
                 var extensions: Set<String> = []
                 for (index, lineNode) in lineNodes.enumerated() {
                     let (line, extensionNode, numberNode) = try readLine(
-                        lineNode, index: index, account: account, realm: domain
+                        lineNode,
+                        index: index,
+                        account: account,
+                        realm: domain
                     )
                     let subject = "line \(line.extensionNumber): "
                     guard extensions.insert(line.extensionNumber).inserted else {
@@ -186,14 +198,21 @@ extension DirectoryFile {
         }
 
         func readTrunk(_ node: Node) throws -> Trunk {
-            let fields = try fields(of: node, allowed: Keys.trunk, subject: Self.peek(node, "name").map { "trunk \($0): " } ?? "trunk: ")
+            let fields = try fields(
+                of: node,
+                allowed: Keys.trunk,
+                subject: Self.peek(node, "name").map { "trunk \($0): " } ?? "trunk: "
+            )
             guard let nameNode = fields["name"] else { throw error("trunk: missing \"name\"", at: node) }
             let name = try nonEmptyString(nameNode, key: "name", subject: "trunk: ")
             let subject = "trunk \(name): "
             guard let addressNode = fields["address"] else { throw error("\(subject)missing \"address\"", at: node) }
             let address = try string(addressNode, key: "address", subject: subject)
             guard let (host, port) = Self.hostAndPort(address) else {
-                throw error("\(subject)bad address \"\(address)\" (expected IP:PORT, e.g. 192.0.2.10:5060)", at: addressNode)
+                throw error(
+                    "\(subject)bad address \"\(address)\" (expected IP:PORT, e.g. 192.0.2.10:5060)",
+                    at: addressNode
+                )
             }
             var transport = Trunk.Transport.udp
             if let transportNode = fields["transport"] {
@@ -207,7 +226,11 @@ extension DirectoryFile {
         }
 
         func readAccount(_ node: Node) throws -> (Account, [Node], Node) {
-            let fields = try fields(of: node, allowed: Keys.account, subject: Self.peek(node, "id").map { "account \($0): " } ?? "account: ")
+            let fields = try fields(
+                of: node,
+                allowed: Keys.account,
+                subject: Self.peek(node, "id").map { "account \($0): " } ?? "account: "
+            )
             guard let idNode = fields["id"] else { throw error("account: missing \"id\"", at: node) }
             let id = try nonEmptyString(idNode, key: "id", subject: "account: ")
             let subject = "account \(id): "
@@ -232,8 +255,14 @@ extension DirectoryFile {
 
         func readLine(_ node: Node, index: Int, account: Account, realm: String) throws -> (Line, Node, Node) {
             let unnamed = "account \(account.id): line #\(index + 1): "
-            let fields = try fields(of: node, allowed: Keys.line, subject: Self.peek(node, "extension").map { "line \($0): " } ?? unnamed)
-            guard let extensionNode = fields["extension"] else { throw error("\(unnamed)missing \"extension\"", at: node) }
+            let fields = try fields(
+                of: node,
+                allowed: Keys.line,
+                subject: Self.peek(node, "extension").map { "line \($0): " } ?? unnamed
+            )
+            guard let extensionNode = fields["extension"] else {
+                throw error("\(unnamed)missing \"extension\"", at: node)
+            }
             let extensionNumber = try digits(extensionNode, key: "extension", subject: unnamed)
             let subject = "line \(extensionNumber): "
             guard let numberNode = fields["number"] else { throw error("\(subject)missing \"number\"", at: node) }
@@ -336,7 +365,8 @@ extension DirectoryFile {
         /// The scalar value of `key` in a mapping, read before the mapping is checked, so that an
         /// error about the entry can name it.
         static func peek(_ node: Node, _ key: String) -> String? {
-            guard case .mapping(let mapping) = node, case .scalar(let scalar)? = mapping[key], !scalar.string.isEmpty else {
+            guard case .mapping(let mapping) = node, case .scalar(let scalar)? = mapping[key], !scalar.string.isEmpty
+            else {
                 return nil
             }
             return scalar.string

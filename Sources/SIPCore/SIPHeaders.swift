@@ -21,37 +21,29 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
     }
 
     /// One field: its name (known, built, or a range of `source`) and its value (built, or a
-    /// range of `source`).
+    /// range of `source`). Plain integers, so that copying and scanning fields costs no
+    /// reference counting; built names and values live in `strings`.
     struct Entry: Sendable {
         var known: KnownHeader?
-        /// The name of an extension header that was built (not parsed).
-        var builtName: String?
         /// The name of a parsed extension header in `source`.
         var nameStart: Int32
         var nameEnd: Int32
-        /// The value when built, set, or unfolded from several lines; `nil` means the range.
-        var builtValue: String?
+        /// The value's range in `source`, unless `builtValue` names a string.
         var valueStart: Int32
         var valueEnd: Int32
+        /// Index in `strings` of an extension header's built name, or -1.
+        var builtName: Int32
+        /// Index in `strings` of the value when built, set, or unfolded from several lines, or -1.
+        var builtValue: Int32
 
-        init(name: SIPHeaderName, value: String) {
-            self.known = name.known
-            self.builtName = name.known == nil ? name.custom : nil
-            self.nameStart = 0
-            self.nameEnd = 0
-            self.builtValue = value
-            self.valueStart = 0
-            self.valueEnd = 0
-        }
-
-        init(known: KnownHeader?, name: Range<Int>, value: Range<Int>, builtValue: String?) {
+        init(known: KnownHeader?, name: Range<Int>, value: Range<Int>) {
             self.known = known
-            self.builtName = nil
             self.nameStart = Int32(truncatingIfNeeded: name.lowerBound)
             self.nameEnd = Int32(truncatingIfNeeded: name.upperBound)
-            self.builtValue = builtValue
             self.valueStart = Int32(truncatingIfNeeded: value.lowerBound)
             self.valueEnd = Int32(truncatingIfNeeded: value.upperBound)
+            self.builtName = -1
+            self.builtValue = -1
         }
 
         var valueRange: Range<Int> { Int(valueStart)..<Int(valueEnd) }
@@ -61,21 +53,65 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
     /// The bytes of the message the fields were parsed from (empty for built headers).
     var source: [UInt8]
     var entries: [Entry]
+    /// Names and values that are not ranges of `source`.
+    var strings: [String]
 
     public init() {
         source = []
         entries = []
+        strings = []
     }
 
     public init(_ fields: [(SIPHeaderName, String)]) {
-        source = []
-        entries = fields.map { Entry(name: $0.0, value: $0.1) }
+        self.init()
+        for (name, value) in fields { add(name, value) }
     }
 
     /// Headers over `source` (the parser's constructor).
-    init(source: [UInt8], entries: [Entry]) {
+    init(source: [UInt8], entries: [Entry], strings: [String]) {
         self.source = source
         self.entries = entries
+        self.strings = strings
+    }
+
+    /// A field that carries its own name and value.
+    private mutating func makeEntry(_ name: SIPHeaderName, _ value: String) -> Entry {
+        var entry = Entry(known: name.known, name: 0..<0, value: 0..<0)
+        if name.known == nil {
+            entry.builtName = Int32(strings.count)
+            strings.append(name.custom)
+        }
+        entry.builtValue = Int32(strings.count)
+        strings.append(value)
+        return entry
+    }
+
+    /// Gives the field at `index` the value `value`.
+    private mutating func setValue(at index: Int, _ value: String) {
+        let slot = entries[index].builtValue
+        if slot >= 0 {
+            strings[Int(slot)] = value
+        } else {
+            entries[index].builtValue = Int32(strings.count)
+            strings.append(value)
+        }
+    }
+
+    /// Drops the strings no field refers to any more, once they outnumber the fields.
+    private mutating func compactStrings() {
+        guard strings.count > 2 * entries.count + 16 else { return }
+        var kept: [String] = []
+        for index in entries.indices {
+            if entries[index].builtName >= 0 {
+                kept.append(strings[Int(entries[index].builtName)])
+                entries[index].builtName = Int32(kept.count - 1)
+            }
+            if entries[index].builtValue >= 0 {
+                kept.append(strings[Int(entries[index].builtValue)])
+                entries[index].builtValue = Int32(kept.count - 1)
+            }
+        }
+        strings = kept
     }
 
     /// Every field, names and values as strings.
@@ -116,23 +152,26 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
     public func contains(_ name: SIPHeaderName) -> Bool { firstIndex(of: name) != nil }
 
     public mutating func add(_ name: SIPHeaderName, _ value: String) {
-        entries.append(Entry(name: name, value: value))
+        let entry = makeEntry(name, value)
+        entries.append(entry)
     }
 
     /// Adds a field before all others (a proxy's own Via, RFC 3261 §16.6 step 8).
     public mutating func prepend(_ name: SIPHeaderName, _ value: String) {
-        entries.insert(Entry(name: name, value: value), at: 0)
+        let entry = makeEntry(name, value)
+        entries.insert(entry, at: 0)
     }
 
     /// Replaces every field of `name` by one field with `value`, at the first one's place.
     public mutating func set(_ name: SIPHeaderName, _ value: String) {
         if let first = firstIndex(of: name) {
-            entries[first].builtValue = value
+            setValue(at: first, value)
             var index = entries.count - 1
             while index > first {
                 if matches(entries[index], name) { entries.remove(at: index) }
                 index -= 1
             }
+            compactStrings()
         } else {
             add(name, value)
         }
@@ -140,7 +179,9 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
 
     public mutating func remove(_ name: SIPHeaderName) {
         let source = self.source
-        entries.removeAll { SIPHeaders.matches($0, name, source: source) }
+        let strings = self.strings
+        entries.removeAll { SIPHeaders.matches($0, name, source: source, strings: strings) }
+        compactStrings()
     }
 
     /// Removes the first field (or first list element) of `name`, as a proxy strips its own Via.
@@ -149,9 +190,10 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
         var elements = splitSIPList(value(entries[index]))
         if elements.count <= 1 {
             entries.remove(at: index)
+            compactStrings()
         } else {
             elements.removeFirst()
-            entries[index].builtValue = elements.joined(separator: ", ")
+            setValue(at: index, elements.joined(separator: ", "))
         }
     }
 
@@ -182,23 +224,25 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
 
     func name(_ entry: Entry) -> SIPHeaderName {
         if let known = entry.known { return SIPHeaderName(known: known) }
-        if let builtName = entry.builtName { return SIPHeaderName(customSpelling: builtName) }
+        if entry.builtName >= 0 { return SIPHeaderName(customSpelling: strings[Int(entry.builtName)]) }
         return SIPHeaderName(customSpelling: String(decoding: source[entry.nameRange], as: UTF8.self))
     }
 
     func value(_ entry: Entry) -> String {
-        if let builtValue = entry.builtValue { return builtValue }
+        if entry.builtValue >= 0 { return strings[Int(entry.builtValue)] }
         return String(decoding: source[entry.valueRange], as: UTF8.self)
     }
 
     func field(_ entry: Entry) -> Field { Field(name: name(entry), value: value(entry)) }
 
-    func matches(_ entry: Entry, _ name: SIPHeaderName) -> Bool { SIPHeaders.matches(entry, name, source: source) }
+    func matches(_ entry: Entry, _ name: SIPHeaderName) -> Bool {
+        SIPHeaders.matches(entry, name, source: source, strings: strings)
+    }
 
-    static func matches(_ entry: Entry, _ name: SIPHeaderName, source: [UInt8]) -> Bool {
+    static func matches(_ entry: Entry, _ name: SIPHeaderName, source: [UInt8], strings: [String]) -> Bool {
         if let known = name.known { return entry.known == known }
         if entry.known != nil { return false }
-        if let builtName = entry.builtName { return builtName.caseInsensitiveEquals(name.custom) }
+        if entry.builtName >= 0 { return strings[Int(entry.builtName)].caseInsensitiveEquals(name.custom) }
         let range = entry.nameRange
         let custom = name.custom.utf8
         guard custom.count == range.count else { return false }
@@ -216,7 +260,8 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
 
     /// Calls `body` with the value's bytes, wherever they are kept.
     func withValueBytes<Result>(_ entry: Entry, _ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
-        if var builtValue = entry.builtValue {
+        if entry.builtValue >= 0 {
+            var builtValue = strings[Int(entry.builtValue)]
             return try builtValue.withUTF8(body)
         }
         return try source.withUnsafeBufferPointer { buffer in

@@ -45,6 +45,7 @@ public struct SIPParser: Sendable {
         // (RFC 3261 §7.3.1) builds its unfolded value.
         var startLine: Range<Int>?
         var entries: [SIPHeaders.Entry] = []
+        var strings: [String] = []
         entries.reserveCapacity(Self.expectedHeaderCount)
         var lineCount = 0
         var headerSectionEnded = false
@@ -55,7 +56,8 @@ public struct SIPParser: Sendable {
         var pendingFolded: [UInt8]?
         func flush() {
             if let folded = pendingFolded {
-                entries[entries.count - 1].builtValue = String(decoding: folded, as: UTF8.self).trimmingSIPWhitespace()
+                entries[entries.count - 1].builtValue = Int32(strings.count)
+                strings.append(String(decoding: folded, as: UTF8.self).trimmingSIPWhitespace())
             }
             pendingOpen = false
             pendingFolded = nil
@@ -115,13 +117,13 @@ public struct SIPParser: Sendable {
             while valueEnd > valueStart, buffer[valueEnd - 1].isSIPWhitespace { valueEnd -= 1 }
             let known = SIPHeaderName.known(UnsafeBufferPointer(rebasing: buffer[start..<nameEnd]))
             entries.append(
-                SIPHeaders.Entry(known: known, name: start..<nameEnd, value: valueStart..<valueEnd, builtValue: nil))
+                SIPHeaders.Entry(known: known, name: start..<nameEnd, value: valueStart..<valueEnd))
             pendingOpen = true
             pendingRaw = (colon + 1)..<lineEnd
         }
         flush()
         guard let startLine else { throw SIPParseError(.badStartLine, "Missing Start Line") }
-        let headers = SIPHeaders(source: source, entries: entries)
+        let headers = SIPHeaders(source: source, entries: entries, strings: strings)
 
         // The response context is only built on failure: no strings on the success path.
         func fail(_ code: SIPParseError.Code, _ reason: String, status: Int = 400) -> SIPParseError {

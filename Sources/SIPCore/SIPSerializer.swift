@@ -66,8 +66,8 @@ private func writeHeadersAndBody(headers: SIPHeaders, body: [UInt8], into buffer
         }
         if let known = entry.known {
             buffer.writeString(known.canonical)
-        } else if let builtName = entry.builtName {
-            buffer.writeString(builtName)
+        } else if entry.builtName >= 0 {
+            buffer.writeString(headers.strings[Int(entry.builtName)])
         } else {
             buffer.writeBytes(headers.source[entry.nameRange])
         }

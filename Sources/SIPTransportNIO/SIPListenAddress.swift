@@ -39,8 +39,17 @@ public struct SIPListenAddress: Sendable, Hashable, CustomStringConvertible {
             throw ParseError(description: "--sip \(text): missing port")
         }
         var host = String(hostPort[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty, let port = Int(hostPort[hostPort.index(after: colon)...]), (0...65535).contains(port)
+        let portText = hostPort[hostPort.index(after: colon)...]
+        // An IPv6 address must be bracketed, or `udp:::1:5060` could be read two ways; brackets
+        // are only for IPv6.
+        if host.hasPrefix("["), host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+            guard host.contains(":") else { throw ParseError(description: "--sip \(text): bad host or port") }
+        } else if host.contains(where: { $0 == ":" || $0 == "[" || $0 == "]" }) {
+            throw ParseError(description: "--sip \(text): write an IPv6 host in brackets, as in udp:[::1]:5060")
+        }
+        guard !host.isEmpty, !portText.isEmpty, portText.allSatisfy(\.isASCII), portText.allSatisfy(\.isNumber),
+            let port = Int(portText), (0...65535).contains(port)
         else {
             throw ParseError(description: "--sip \(text): bad host or port")
         }

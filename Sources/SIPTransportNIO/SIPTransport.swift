@@ -67,8 +67,9 @@ public final class SIPTransport: @unchecked Sendable {
 
     /// Binds every address in order; their indices are the flows' `listenerIndex`.
     public func bind(_ addresses: [SIPListenAddress]) async throws -> [BoundListener] {
-        for address in addresses {
-            let index = listenerChannels.count
+        let firstIndex = try await eventLoop.submit { self.listenerChannels.count }.get()
+        for (offset, address) in addresses.enumerated() {
+            let index = firstIndex + offset
             let channel: Channel
             switch address.transport {
             case .udp:
@@ -112,11 +113,14 @@ public final class SIPTransport: @unchecked Sendable {
             case .tls:
                 throw SIPListenAddress.ParseError(description: "--sip \(address): TLS is not available yet")
             }
-            listenerChannels.append(channel)
             let bound = BoundListener(transport: address.transport, localAddress: channel.localAddress!)
-            listeners.append(bound)
+            // The listener list is read by `send` on the event loop: change it only there.
+            try await eventLoop.submit {
+                self.listenerChannels.append(channel)
+                self.listeners.append(bound)
+            }.get()
         }
-        return listeners
+        return try await eventLoop.submit { self.listeners }.get()
     }
 
     /// Writes one serialized message over `flow`: the same connection for stream flows, the

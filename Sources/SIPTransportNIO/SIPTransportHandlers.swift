@@ -72,8 +72,15 @@ final class SIPStreamHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        // The peer's address is read when the connection becomes active; a socket whose peer
+        // address cannot be read cannot be answered, and must not buffer bytes until it idles out.
+        guard let remoteAddress = remoteAddress ?? context.channel.remoteAddress else {
+            transport.countDrop(.socketError)
+            context.close(promise: nil)
+            return
+        }
+        self.remoteAddress = remoteAddress
         framer.append(buffer.readableBytesView)
-        guard let remoteAddress else { return }
         let flow = SIPFlow(
             transport: transportKind,
             remoteAddress: remoteAddress,

@@ -1,0 +1,214 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SIPCore
+import Testing
+
+@testable import SIPTransportNIO
+
+/// The transport on real sockets: listeners on 127.0.0.1 with ports the OS chooses, clients
+/// that send a message and read the answer sent back over the same flow.
+@Suite("SIPTransport loopback")
+struct SIPTransportLoopbackTests {
+    typealias Delivery = DeliveryLog.Delivery
+
+    /// A transport bound to UDP and TCP on 127.0.0.1 port 0, whose deliveries arrive on a stream.
+    struct Server {
+        var group: MultiThreadedEventLoopGroup
+        var transport: SIPTransport
+        var deliveries: AsyncStream<Delivery>
+        var udp: SocketAddress
+        var tcp: SocketAddress
+
+        static func start(streamIdleTimeout: TimeAmount = .seconds(180)) async throws -> Server {
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            var configuration = SIPTransport.Configuration()
+            configuration.streamIdleTimeout = streamIdleTimeout
+            let transport = SIPTransport(
+                eventLoop: group.next(),
+                configuration: configuration,
+                logger: Logger(label: "test.loopback")
+            )
+            let (deliveries, continuation) = AsyncStream.makeStream(of: Delivery.self)
+            transport.setMessageHandler { bytes, framing, flow in
+                continuation.yield(Delivery(bytes: bytes, framing: framing, flow: flow))
+            }
+            let listeners = try await transport.bind([
+                SIPListenAddress(transport: .udp, host: "127.0.0.1", port: 0),
+                SIPListenAddress(transport: .tcp, host: "127.0.0.1", port: 0),
+            ])
+            return Server(
+                group: group,
+                transport: transport,
+                deliveries: deliveries,
+                udp: listeners[0].localAddress,
+                tcp: listeners[1].localAddress
+            )
+        }
+
+        func stop() async throws {
+            await transport.close()
+            try await group.shutdownGracefully()
+        }
+
+        /// Sends `text` back over `flow` from the transport's event loop.
+        func reply(_ text: String, to flow: SIPFlow) async throws {
+            try await transport.eventLoop.flatSubmit {
+                transport.send(ByteBuffer(string: text), to: flow)
+            }.get()
+        }
+    }
+
+    static let reply = "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+    /// Runs `body` against a started server and stops it afterwards, also when `body` throws.
+    /// Clients made in `body` are gone before the event loop shuts down (a `NIOAsyncChannel`
+    /// that outlives its loop schedules onto a dead loop when it is released).
+    static func withServer(
+        streamIdleTimeout: TimeAmount = .seconds(180),
+        _ body: (Server) async throws -> Void
+    ) async throws {
+        let server = try await Server.start(streamIdleTimeout: streamIdleTimeout)
+        do {
+            try await body(server)
+        } catch {
+            try? await server.stop()
+            throw error
+        }
+        try await server.stop()
+    }
+
+    @Test func bindsUDPAndTCPOnPortsTheOSChooses() async throws {
+        try await Self.withServer { server in
+            #expect(server.udp.port.map { $0 > 0 } == true)
+            #expect(server.tcp.port.map { $0 > 0 } == true)
+            #expect(server.udp.ipAddress == "127.0.0.1")
+            let listeners = try await server.transport.eventLoop.submit { server.transport.listeners }.get()
+            #expect(listeners.map(\.transport) == [.udp, .tcp])
+        }
+    }
+
+    @Test func datagramIsReceivedAndAnsweredOverTheSameFlow() async throws {
+        try await Self.withServer { server in
+            let client = try await DatagramBootstrap(group: server.group)
+                .bind(host: "127.0.0.1", port: 0) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
+                            wrappingChannelSynchronously: channel
+                        )
+                    }
+                }
+            let clientAddress = try #require(client.channel.localAddress)
+            let message = TestMessages.options(callID: "udp-1@127.0.0.1")
+
+            let answer: String? = try await client.executeThenClose { inbound, outbound in
+                try await outbound.write(
+                    AddressedEnvelope(remoteAddress: server.udp, data: ByteBuffer(string: message))
+                )
+                var deliveries = server.deliveries.makeAsyncIterator()
+                let delivery = try #require(await deliveries.next())
+                #expect(delivery.text == message)
+                #expect(delivery.framing == .datagram)
+                #expect(delivery.flow.transport == .udp)
+                #expect(delivery.flow.listenerIndex == 0)
+                #expect(delivery.flow.connectionID == nil)
+                #expect(delivery.flow.remoteAddress == clientAddress)
+                try await server.reply(Self.reply, to: delivery.flow)
+                for try await envelope in inbound {
+                    #expect(envelope.remoteAddress == server.udp)
+                    return String(buffer: envelope.data)
+                }
+                return nil
+            }
+            #expect(answer == Self.reply)
+        }
+    }
+
+    @Test func tcpMessageIsReceivedAndAnsweredOverTheSameConnection() async throws {
+        try await Self.withServer { server in
+            let client = try await Self.connect(to: server)
+            let clientAddress = try #require(client.channel.localAddress)
+            let first = TestMessages.options(callID: "tcp-1@127.0.0.1")
+            let second = TestMessages.options(callID: "tcp-2@127.0.0.1", body: "two")
+
+            let answer: String? = try await client.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: first + second))
+                var deliveries = server.deliveries.makeAsyncIterator()
+                let one = try #require(await deliveries.next())
+                let two = try #require(await deliveries.next())
+                #expect([one.text, two.text] == [first, second])
+                #expect(one.framing == .stream)
+                #expect(one.flow.transport == .tcp)
+                #expect(one.flow.listenerIndex == 1)
+                #expect(one.flow.remoteAddress == clientAddress)
+                let connectionID = try #require(one.flow.connectionID)
+                #expect(two.flow.connectionID == connectionID)
+                let connected = try await server.transport.eventLoop.submit {
+                    server.transport.isConnected(connectionID)
+                }.get()
+                #expect(connected)
+
+                try await server.reply(Self.reply, to: one.flow)
+                var received = ""
+                for try await buffer in inbound {
+                    received += String(buffer: buffer)
+                    if received.utf8.count >= Self.reply.utf8.count { break }
+                }
+                return received
+            }
+            #expect(answer == Self.reply)
+        }
+    }
+
+    @Test func idleTCPConnectionIsClosedByTheServer() async throws {
+        try await Self.withServer(streamIdleTimeout: .milliseconds(200)) { server in
+            let client = try await Self.connect(to: server)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let bytesBeforeClose: Int = try await client.executeThenClose { inbound, outbound in
+                // Half a message, then silence: the server must not wait for the rest forever.
+                try await outbound.write(ByteBuffer(string: "OPTIONS sip:sip.busylamp.test SIP/2.0\r\n"))
+                var count = 0
+                for try await buffer in inbound { count += buffer.readableBytes }
+                return count
+            }
+            let elapsed = clock.now - start
+            #expect(bytesBeforeClose == 0)
+            #expect(elapsed >= .milliseconds(150))
+            #expect(elapsed < .seconds(10))
+            let remaining = try await server.transport.eventLoop.submit { server.transport.connectionCount }.get()
+            #expect(remaining == 0)
+        }
+    }
+
+    @Test func replyToAClosedConnectionFails() async throws {
+        try await Self.withServer { server in
+            let client = try await Self.connect(to: server)
+            let flow: SIPFlow = try await client.executeThenClose { _, outbound in
+                try await outbound.write(ByteBuffer(string: TestMessages.options()))
+                var deliveries = server.deliveries.makeAsyncIterator()
+                return try #require(await deliveries.next()).flow
+            }
+            // The server sees the close a moment later; until then a send may still succeed.
+            var failed = false
+            for _ in 0..<100 where !failed {
+                do {
+                    try await server.reply(Self.reply, to: flow)
+                    try await Task.sleep(for: .milliseconds(20))
+                } catch {
+                    failed = true
+                }
+            }
+            #expect(failed)
+        }
+    }
+
+    static func connect(to server: Server) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: server.group)
+            .connect(host: "127.0.0.1", port: server.tcp.port!) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+}

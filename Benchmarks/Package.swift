@@ -16,14 +16,23 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The messages measured, shared by both executables.
+        .target(name: "BenchmarkMessages"),
+        // package-benchmark suite: throughput and mallocs per message (`scripts/bench-parser`).
         .executableTarget(
             name: "SIPParserBenchmarks",
             dependencies: [
+                "BenchmarkMessages",
                 .product(name: "SIPCore", package: "main"),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/SIPParserBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // A plain ContinuousClock loop without the malloc interposer, to cross-check throughput.
+        .executableTarget(
+            name: "SIPParserThroughput",
+            dependencies: ["BenchmarkMessages", .product(name: "SIPCore", package: "main")]
         ),
     ]
 )

@@ -1,4 +1,5 @@
 import Benchmark
+import BenchmarkMessages
 import SIPCore
 
 /// Parser and serializer throughput and allocations per message.

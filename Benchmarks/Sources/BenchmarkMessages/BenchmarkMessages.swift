@@ -1,8 +1,8 @@
 /// Realistic phone traffic for the parser benchmarks: what a Yealink or Polycom desk phone sends
 /// to a BLF server. Each is 750–900 bytes, CRLF line ends and a correct Content-Length.
-enum BenchmarkMessages {
+public enum BenchmarkMessages {
     /// A re-REGISTER answering a 401, with digest credentials (RFC 3261 §10.2, §22.4).
-    static let register = wire(
+    public static let register = wire(
         "REGISTER sip:pbx.example.com SIP/2.0",
         [
             "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bK-524287-1---a1b2c3d4e5f6;rport",
@@ -23,7 +23,7 @@ enum BenchmarkMessages {
     )
 
     /// A dialog-event SUBSCRIBE for one BLF key, with digest credentials (RFC 6665, RFC 4235).
-    static let subscribe = wire(
+    public static let subscribe = wire(
         "SUBSCRIBE sip:202@pbx.example.com SIP/2.0",
         [
             "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bK-524287-1---77c1d2e3f4a5b6c7;rport",
@@ -45,7 +45,7 @@ enum BenchmarkMessages {
     )
 
     /// An INVITE with an SDP offer (RFC 3264): G.722, PCMU, PCMA and telephone-event.
-    static let invite = wire(
+    public static let invite = wire(
         "INVITE sip:202@pbx.example.com SIP/2.0",
         [
             "Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bK776asdhds;rport",
@@ -77,7 +77,7 @@ enum BenchmarkMessages {
         ]
     )
 
-    static let all: [(name: String, bytes: [UInt8])] = [
+    public static let all: [(name: String, bytes: [UInt8])] = [
         ("REGISTER", register), ("SUBSCRIBE", subscribe), ("INVITE", invite),
     ]
 

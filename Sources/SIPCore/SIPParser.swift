@@ -64,8 +64,7 @@ public struct SIPParser: Sendable {
         }
         while index < count {
             let start = index
-            var end = index
-            while end < count, buffer[end] != .lf { end += 1 }
+            let end = buffer.firstLineFeed(from: index)
             let lineEnd = (end > start && buffer[end - 1] == .cr) ? end - 1 : end
             index = end < count ? end + 1 : count
             if lineEnd - start > limits.maximumLineLength {
@@ -338,5 +337,28 @@ extension UnsafeBufferPointer<UInt8> {
             value = value &* 10 &+ Int(byte &- UInt8(ascii: "0"))
         }
         return value
+    }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    /// The index of the first LF at or after `start`, or `count`: eight bytes per step, as lines
+    /// are most of a message.
+    @inline(__always)
+    func firstLineFeed(from start: Int) -> Int {
+        var index = start
+        if let base = baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while index + 8 <= count {
+                // A byte of `word` is zero where the message has an LF; the lowest set high bit of
+                // `found` marks the first such byte (higher ones may be false positives).
+                let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                    ^ 0x0A0A_0A0A_0A0A_0A0A
+                let found = (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080
+                if found != 0 { return index + found.trailingZeroBitCount / 8 }
+                index += 8
+            }
+        }
+        while index < count, self[index] != .lf { index += 1 }
+        return index
     }
 }

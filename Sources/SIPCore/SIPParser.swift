@@ -170,7 +170,10 @@ public struct SIPParser: Sendable {
         } else {
             message = .request(try parseRequestLine(line, headers: headers, body: body, fail: fail))
         }
-        try validateMandatoryHeaders(message, fail: fail)
+        switch message {
+        case .request(let request): try validateMandatoryHeaders(headers, method: request.method, fail: fail)
+        case .response: try validateMandatoryHeaders(headers, method: nil, fail: fail)
+        }
         return message
     }
 
@@ -220,10 +223,11 @@ public struct SIPParser: Sendable {
         return SIPResponse(statusCode: code, reasonPhrase: reason, headers: headers, body: body)
     }
 
+    /// Checks the headers every transaction relies on; `method` is the request's (`nil` for a
+    /// response).
     private func validateMandatoryHeaders(
-        _ message: SIPMessage, fail: (SIPParseError.Code, String, Int) -> SIPParseError
+        _ headers: SIPHeaders, method: SIPMethod?, fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) {
-        let headers = message.headers
         // One pass to find the headers every message must have, checked on their bytes.
         var via: Int?
         var from: Int?
@@ -282,15 +286,14 @@ public struct SIPParser: Sendable {
         guard isNameAddress(to) else { throw fail(.badHeaderValue, "Malformed To Header", 400) }
         let cseqMethodMatches: Bool? = headers.withValueBytes(headers.entries[cseq]) { bytes in
             guard let syntax = CSeq.syntax(bytes) else { return nil }
-            guard case .request(let request) = message else { return true }
-            var method = request.method.rawValue
+            guard var method = method?.rawValue else { return true }
             return method.withUTF8 { $0.elementsEqual(bytes[syntax.method]) }
         }
         guard let cseqMethodMatches else { throw fail(.badHeaderValue, "Malformed CSeq Header", 400) }
         guard headers.withValueBytes(headers.entries[callID], { !$0.isEmpty }) else {
             throw fail(.badHeaderValue, "Malformed Call-ID Header", 400)
         }
-        if case .request = message {
+        if method != nil {
             guard cseqMethodMatches else { throw fail(.badHeaderValue, "CSeq Method Does Not Match Request", 400) }
             if let maxForwards {
                 // RFC 4475 §3.1.1.1: leading zeros ("0068") are valid.

@@ -112,14 +112,22 @@ public struct SIPStreamFramer: Sendable {
 
     private func isContentLengthLine(_ line: Range<Int>) -> Bool {
         guard let colon = buffer[line].firstIndex(of: .colon) else { return false }
-        let name = String(decoding: buffer[line.lowerBound..<colon], as: UTF8.self).trimmingSIPWhitespace()
-        return SIPHeaderName(name) == .contentLength
+        var nameStart = line.lowerBound
+        var nameEnd = colon
+        while nameStart < nameEnd, buffer[nameStart].isSIPWhitespace { nameStart += 1 }
+        while nameEnd > nameStart, buffer[nameEnd - 1].isSIPWhitespace { nameEnd -= 1 }
+        return buffer.withUnsafeBufferPointer {
+            SIPHeaderName.known(UnsafeBufferPointer(rebasing: $0[nameStart..<nameEnd])) == .contentLength
+        }
     }
 
     private func contentLengthValue(line: Range<Int>) -> Int? {
         guard isContentLengthLine(line), let colon = buffer[line].firstIndex(of: .colon) else { return nil }
-        let value = String(decoding: buffer[(colon + 1)..<line.upperBound], as: UTF8.self).trimmingSIPWhitespace()
-        guard !value.isEmpty, value.utf8.count <= 9, value.utf8.allSatisfy({ $0.isASCIIDigit }) else { return nil }
-        return Int(value)
+        var valueStart = colon + 1
+        var valueEnd = line.upperBound
+        while valueStart < valueEnd, buffer[valueStart].isSIPWhitespace { valueStart += 1 }
+        while valueEnd > valueStart, buffer[valueEnd - 1].isSIPWhitespace { valueEnd -= 1 }
+        guard valueEnd - valueStart <= 9 else { return nil }
+        return buffer.withUnsafeBufferPointer { UnsafeBufferPointer(rebasing: $0[valueStart..<valueEnd]).asciiDecimal }
     }
 }

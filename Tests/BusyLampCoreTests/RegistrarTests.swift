@@ -142,6 +142,29 @@ struct RegistrarTests {
         #expect(result == upserts)
     }
 
+    @Test func aContactNamedTwiceInOneRegisterGetsOneBindingFromItsLastMention() throws {
+        let register = try Self.register(
+            contacts: ["<sip:201@192.0.2.4:5062>;expires=120", "<sip:201@192.0.2.4:5062>;expires=900"],
+            expires: 600
+        )
+        let (upserts, removals, result) = try #require(Self.applied(Self.decide(register)))
+        #expect(removals.isEmpty)
+        #expect(upserts.map(\.expiresAt) == [Self.now.addingTimeInterval(900)])
+        #expect(result == upserts)
+
+        let removedAgain = try Self.register(
+            contacts: ["<sip:201@192.0.2.4:5062>", "<sip:201@192.0.2.4:5062>;expires=0"],
+            expires: 600
+        )
+        let existing = [Self.binding("sip:201@192.0.2.4:5062", callID: "old@192.0.2.4")]
+        let (upsertsAfter, removalsAfter, resultAfter) = try #require(
+            Self.applied(Self.decide(removedAgain, existing: existing))
+        )
+        #expect(upsertsAfter.isEmpty)
+        #expect(removalsAfter == ["sip:201@192.0.2.4:5062"])
+        #expect(resultAfter.isEmpty)
+    }
+
     // MARK: Refreshes and ordering (§10.3 step 7)
 
     @Test func refreshWithAHigherCSeqReplacesTheBinding() throws {

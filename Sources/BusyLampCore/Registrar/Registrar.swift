@@ -87,6 +87,10 @@ public struct Registrar: Sendable {
                 // > If not, the update MUST be aborted and the request fails.
                 return .reject(statusCode: 500, reasonPhrase: "Out Of Order Registration", headers: [])
             }
+            // A contact named twice in one REGISTER is one binding: its last mention decides, so
+            // that the store never gets an upsert and a removal (or two upserts) for one key.
+            upserts.removeAll { $0.contact == contact }
+            removals.removeAll { $0 == contact }
             if requested == 0 {
                 removals.append(contact)
                 continue

@@ -62,13 +62,21 @@ public struct SIPParser: Sendable {
             pendingOpen = false
             pendingFolded = nil
         }
+        // A limit hit part-way still answers when the fields read so far name the transaction
+        // (a flood of 10,000 fields after a readable Via, From, To, Call-ID and CSeq gets its 400).
+        func contextSoFar() -> SIPParseError.ResponseContext? {
+            guard let startLine else { return nil }
+            flush()
+            return Self.responseContext(
+                headers: SIPHeaders(source: source, entries: entries, strings: strings), startLine: buffer[startLine])
+        }
         while index < count {
             let start = index
             let end = buffer.firstLineFeed(from: index)
             let lineEnd = (end > start && buffer[end - 1] == .cr) ? end - 1 : end
             index = end < count ? end + 1 : count
             if lineEnd - start > limits.maximumLineLength {
-                throw SIPParseError(.lineTooLong, "Header Line Too Long")
+                throw SIPParseError(.lineTooLong, "Header Line Too Long", responseContext: contextSoFar())
             }
             if start == lineEnd {
                 headerSectionEnded = end < count
@@ -76,7 +84,7 @@ public struct SIPParser: Sendable {
             }
             lineCount += 1
             if lineCount > limits.maximumHeaderCount + 1 {
-                throw SIPParseError(.tooManyHeaders, "Too Many Headers")
+                throw SIPParseError(.tooManyHeaders, "Too Many Headers", responseContext: contextSoFar())
             }
             guard startLine != nil else {
                 startLine = start..<lineEnd

@@ -99,6 +99,10 @@ private func parseError(_ bytes: [UInt8], framing: SIPFraming = .datagram, limit
         #expect(longLine?.code == .lineTooLong)
         let manyHeaders = parseError(request((0..<300).map { "X-H\($0): v" }))
         #expect(manyHeaders?.code == .tooManyHeaders)
+        // The fields before the limit name the transaction, so both refusals can be answered.
+        #expect(longLine?.responseContext?.callID.isEmpty == false)
+        #expect(manyHeaders?.responseContext?.callID.isEmpty == false)
+        #expect(manyHeaders?.makeResponse(toTag: "t")?.statusCode == 400)
     }
 
     @Test func tenThousandHeadersAreRefusedQuickly() {

@@ -2,11 +2,14 @@
 import PackageDescription
 
 import class Foundation.ProcessInfo
+import struct Foundation.URL
 
 // The BusyLamp checkout to measure: the enclosing one, or BUSYLAMP_ROOT (scripts/bench-parser
-// --ref points it at an exported commit). The folder must be named `main`: that is the
-// package identity the products below are looked up in.
-let busyLampRoot = ProcessInfo.processInfo.environment["BUSYLAMP_ROOT"] ?? ".."
+// --ref points it at an exported commit). SwiftPM names a path dependency after its folder
+// (`main`, `busylamp`, a CI work folder): the products below are looked up under that name.
+let busyLampRoot = ProcessInfo.processInfo.environment["BUSYLAMP_ROOT"]
+    ?? URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().path
+let busyLampPackage = URL(fileURLWithPath: busyLampRoot).lastPathComponent.lowercased()
 
 let package = Package(
     name: "BusyLampBenchmarks",
@@ -23,7 +26,7 @@ let package = Package(
             name: "SIPParserBenchmarks",
             dependencies: [
                 "BenchmarkMessages",
-                .product(name: "SIPCore", package: "main"),
+                .product(name: "SIPCore", package: busyLampPackage),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/SIPParserBenchmarks",
@@ -32,7 +35,7 @@ let package = Package(
         // A plain ContinuousClock loop without the malloc interposer, to cross-check throughput.
         .executableTarget(
             name: "SIPParserThroughput",
-            dependencies: ["BenchmarkMessages", .product(name: "SIPCore", package: "main")]
+            dependencies: ["BenchmarkMessages", .product(name: "SIPCore", package: busyLampPackage)]
         ),
     ]
 )

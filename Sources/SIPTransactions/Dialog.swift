@@ -119,6 +119,34 @@ public struct Dialog: Sendable, Hashable {
         self.isSecure = receivedOverTLS && request.uri.scheme == "sips"
     }
 
+    /// A dialog rebuilt from what a store kept of it (a subscription after a restart): every
+    /// field as it was, so that the local CSeq goes on from where it stopped.
+    public init(
+        restoring state: State,
+        callID: String,
+        localTag: String,
+        remoteTag: String?,
+        localSequenceNumber: UInt32?,
+        remoteSequenceNumber: UInt32?,
+        localAddress: NameAddress,
+        remoteAddress: NameAddress,
+        remoteTarget: SIPURI,
+        routeSet: [NameAddress],
+        isSecure: Bool
+    ) {
+        self.state = state
+        self.callID = callID
+        self.localTag = localTag
+        self.remoteTag = remoteTag
+        self.localSequenceNumber = localSequenceNumber
+        self.remoteSequenceNumber = remoteSequenceNumber
+        self.localAddress = localAddress
+        self.remoteAddress = remoteAddress
+        self.remoteTarget = remoteTarget
+        self.routeSet = routeSet
+        self.isSecure = isSecure
+    }
+
     /// The dialog a UAC creates from `response` to its `request` (RFC 3261 §12.1.2).
     ///
     /// `nil` when the response cannot create a dialog (not 101–299, or without a To tag) or the

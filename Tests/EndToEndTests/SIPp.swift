@@ -31,6 +31,8 @@ struct SIPpRun {
     var exitCode: Int32
     /// SIPp's screen, error file and message trace, for the failure message.
     var report: String
+    /// The whole of SIPp's log file: what the scenario's `<log>` actions wrote.
+    var log: String = ""
 
     static func run(
         _ scenario: String,
@@ -39,7 +41,8 @@ struct SIPpRun {
         line: DirectoryFixture.Line,
         password: String? = nil,
         localPort: Int? = nil,
-        keys: [String: String] = [:]
+        keys: [String: String] = [:],
+        timeout: String = scenarioTimeout
     ) async throws -> SIPpRun {
         let sipp = try TestEnvironment.sipp()
         let scenarioURL = TestEnvironment.scenario(scenario)
@@ -60,7 +63,7 @@ struct SIPpRun {
             "-i", "127.0.0.1",
             "-t", transport.sippMode,
             "-m", "1",
-            "-timeout", scenarioTimeout, "-timeout_error",
+            "-timeout", timeout, "-timeout_error",
             "-recv_timeout", receiveTimeoutMilliseconds,
             "-nostdin",
             "-set", "dom", DirectoryFixture.domain,
@@ -103,6 +106,7 @@ struct SIPpRun {
         case .signaled(let signal): code = 128 + signal
         case nil: code = -1
         }
-        return SIPpRun(exitCode: code, report: report)
+        let logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        return SIPpRun(exitCode: code, report: report, log: logText)
     }
 }

@@ -103,6 +103,42 @@ struct AppDatabase: Sendable {
                 t.primaryKey(["aor", "contact"])
             }
         }
+        migrator.registerMigration("v2-subscriptions") { db in
+            // SUBSCRIBE dialogs (issue 3), one row per `Subscription.id` (Call-ID;local tag),
+            // rewritten at each NOTIFY so that its CSeq and body version survive a restart.
+            // Times are seconds since 2001-01-01 as REAL (`Date`'s own value, exact both ways;
+            // readable as `datetime(expires_at + 978307200, 'unixepoch')`).
+            try db.create(table: "subscriptions") { t in
+                t.primaryKey("id", .text)
+                t.column("event", .text).notNull()
+                t.column("account_id", .text).notNull()
+                t.column("watcher_number", .text).notNull()
+                t.column("target_number", .text).notNull().indexed()
+                t.column("entity", .text).notNull()
+                // The dialog, RFC 3261 §12: every field `Dialog(restoring:...)` takes.
+                t.column("dialog_state", .text).notNull()
+                t.column("call_id", .text).notNull()
+                t.column("local_tag", .text).notNull()
+                t.column("remote_tag", .text)
+                t.column("local_cseq", .integer)
+                t.column("remote_cseq", .integer)
+                t.column("local_address", .text).notNull()
+                t.column("remote_address", .text).notNull()
+                t.column("remote_target", .text).notNull()
+                // A JSON array of name-addr texts, in the order requests visit them.
+                t.column("route_set", .text).notNull()
+                t.column("is_secure", .boolean).notNull()
+                // Where the SUBSCRIBE came from (as in `bindings`).
+                t.column("transport", .text).notNull()
+                t.column("host", .text).notNull()
+                t.column("port", .integer).notNull()
+                t.column("connection_id", .integer)
+                t.column("expires_at", .double).notNull().indexed()
+                t.column("next_version", .integer).notNull()
+                t.column("user_agent", .text)
+                t.column("created_at", .double).notNull()
+            }
+        }
         return migrator
     }
 }

@@ -2,6 +2,7 @@ import BusyLampCore
 import Foundation
 import GRDB
 import SIPAuth
+import SIPCore
 import SIPTransactions
 
 // One record type per table, each converting to and from its BusyLampCore value. The records
@@ -180,10 +181,6 @@ struct BindingRecord: FetchableRecord, PersistableRecord {
         static let expiresAt = Column("expires_at")
         static let callID = Column("call_id")
         static let cseq = Column("cseq")
-        static let transport = Column("transport")
-        static let host = Column("host")
-        static let port = Column("port")
-        static let connectionID = Column("connection_id")
         static let q = Column("q")
         static let userAgent = Column("user_agent")
         static let updatedAt = Column("updated_at")
@@ -194,11 +191,6 @@ struct BindingRecord: FetchableRecord, PersistableRecord {
     init(_ binding: Binding) { self.binding = binding }
 
     init(row: Row) throws {
-        let transportName: String = row[Columns.transport]
-        guard let transport = SIPPeer.Transport(rawValue: transportName) else {
-            throw StoreCorruption(table: Self.databaseTableName, problem: "unknown transport \"\(transportName)\"")
-        }
-        let connectionID: Int64? = row[Columns.connectionID]
         let cseq: Int64 = row[Columns.cseq]
         binding = Binding(
             aor: row[Columns.aor],
@@ -208,12 +200,7 @@ struct BindingRecord: FetchableRecord, PersistableRecord {
             expiresAt: Self.date(milliseconds: row[Columns.expiresAt]),
             callID: row[Columns.callID],
             cseq: UInt32(truncatingIfNeeded: cseq),
-            source: SIPPeer(
-                transport: transport,
-                host: row[Columns.host],
-                port: row[Columns.port],
-                connectionID: connectionID.map { UInt64(bitPattern: $0) }
-            ),
+            source: try SIPPeerColumns.peer(in: row, table: Self.databaseTableName),
             q: row[Columns.q],
             userAgent: row[Columns.userAgent],
             updatedAt: Self.date(milliseconds: row[Columns.updatedAt])
@@ -228,10 +215,7 @@ struct BindingRecord: FetchableRecord, PersistableRecord {
         container[Columns.expiresAt] = Self.milliseconds(binding.expiresAt)
         container[Columns.callID] = binding.callID
         container[Columns.cseq] = Int64(binding.cseq)
-        container[Columns.transport] = binding.source.transport.rawValue
-        container[Columns.host] = binding.source.host
-        container[Columns.port] = binding.source.port
-        container[Columns.connectionID] = binding.source.connectionID.map { Int64(bitPattern: $0) }
+        SIPPeerColumns.encode(binding.source, to: &container)
         container[Columns.q] = binding.q
         container[Columns.userAgent] = binding.userAgent
         container[Columns.updatedAt] = Self.milliseconds(binding.updatedAt)
@@ -245,6 +229,203 @@ struct BindingRecord: FetchableRecord, PersistableRecord {
 
     static func date(milliseconds: Int64) -> Date {
         Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000)
+    }
+}
+
+/// The columns where a table keeps a `SIPPeer` (`bindings` and `subscriptions` name them alike):
+/// `transport`, `host`, `port` and the stream's `connection_id`, a `UInt64` kept as its
+/// `Int64` bit pattern (SQLite integers are signed).
+enum SIPPeerColumns {
+    static let transport = Column("transport")
+    static let host = Column("host")
+    static let port = Column("port")
+    static let connectionID = Column("connection_id")
+
+    static func encode(_ peer: SIPPeer, to container: inout PersistenceContainer) {
+        container[transport] = peer.transport.rawValue
+        container[host] = peer.host
+        container[port] = peer.port
+        container[connectionID] = peer.connectionID.map { Int64(bitPattern: $0) }
+    }
+
+    static func peer(in row: Row, table: String) throws -> SIPPeer {
+        let transportName: String = row[transport]
+        guard let transport = SIPPeer.Transport(rawValue: transportName) else {
+            throw StoreCorruption(table: table, problem: "unknown transport \"\(transportName)\"")
+        }
+        let connectionID: Int64? = row[connectionID]
+        return SIPPeer(
+            transport: transport,
+            host: row[host],
+            port: row[port],
+            connectionID: connectionID.map { UInt64(bitPattern: $0) }
+        )
+    }
+}
+
+/// A row of `subscriptions`: the subscription and every field of its dialog, so that a restored
+/// value equals the stored one (`Subscription` and `Dialog` are compared field by field).
+///
+/// - Addresses are NameAddress text, the route set a JSON array of them, the remote target URI
+///   text; each is parsed back with SIPCore's parsers.
+/// - Times are `Date`'s own value, seconds since 2001-01-01 as a REAL, which reads back
+///   bit for bit (the milliseconds of `bindings` would round `expiresAt`, and the comparison
+///   `expires_at <= now` is the same as `Date`'s).
+/// - CSeq numbers and `next_version` are `UInt32`, which fit SQLite's signed integers.
+struct SubscriptionRecord: FetchableRecord, PersistableRecord {
+    static let databaseTableName = "subscriptions"
+
+    enum Columns {
+        static let id = Column("id")
+        static let event = Column("event")
+        static let accountID = Column("account_id")
+        static let watcherNumber = Column("watcher_number")
+        static let targetNumber = Column("target_number")
+        static let entity = Column("entity")
+        static let dialogState = Column("dialog_state")
+        static let callID = Column("call_id")
+        static let localTag = Column("local_tag")
+        static let remoteTag = Column("remote_tag")
+        static let localSequenceNumber = Column("local_cseq")
+        static let remoteSequenceNumber = Column("remote_cseq")
+        static let localAddress = Column("local_address")
+        static let remoteAddress = Column("remote_address")
+        static let remoteTarget = Column("remote_target")
+        static let routeSet = Column("route_set")
+        static let isSecure = Column("is_secure")
+        static let expiresAt = Column("expires_at")
+        static let nextVersion = Column("next_version")
+        static let userAgent = Column("user_agent")
+        static let createdAt = Column("created_at")
+    }
+
+    var subscription: Subscription
+
+    init(_ subscription: Subscription) { self.subscription = subscription }
+
+    init(row: Row) throws {
+        let eventName: String = row[Columns.event]
+        guard let event = EventPackage(rawValue: eventName) else {
+            throw Self.corruption("unknown event package \"\(eventName)\"")
+        }
+        let routeTexts: String = row[Columns.routeSet]
+        let routes: [String]
+        do {
+            routes = try JSONDecoder().decode([String].self, from: Data(routeTexts.utf8))
+        } catch {
+            throw Self.corruption("route set is not a JSON array of strings: \(routeTexts)")
+        }
+        let remoteTargetText: String = row[Columns.remoteTarget]
+        guard let remoteTarget = SIPURI(remoteTargetText) else {
+            throw Self.corruption("malformed remote target \"\(remoteTargetText)\"")
+        }
+        let dialog = Dialog(
+            restoring: try Self.dialogState(row[Columns.dialogState]),
+            callID: row[Columns.callID],
+            localTag: row[Columns.localTag],
+            remoteTag: row[Columns.remoteTag],
+            localSequenceNumber: try Self.uint32(row[Columns.localSequenceNumber], Columns.localSequenceNumber),
+            remoteSequenceNumber: try Self.uint32(row[Columns.remoteSequenceNumber], Columns.remoteSequenceNumber),
+            localAddress: try Self.address(row[Columns.localAddress]),
+            remoteAddress: try Self.address(row[Columns.remoteAddress]),
+            remoteTarget: remoteTarget,
+            routeSet: try routes.map(Self.address),
+            isSecure: row[Columns.isSecure]
+        )
+        guard let nextVersion = try Self.uint32(row[Columns.nextVersion], Columns.nextVersion) else {
+            throw Self.corruption("next_version is NULL")
+        }
+        subscription = Subscription(
+            event: event,
+            accountID: row[Columns.accountID],
+            watcherNumber: row[Columns.watcherNumber],
+            targetNumber: row[Columns.targetNumber],
+            entity: row[Columns.entity],
+            dialog: dialog,
+            source: try SIPPeerColumns.peer(in: row, table: Self.databaseTableName),
+            expiresAt: Self.date(row[Columns.expiresAt]),
+            nextVersion: nextVersion,
+            userAgent: row[Columns.userAgent],
+            createdAt: Self.date(row[Columns.createdAt])
+        )
+    }
+
+    func encode(to container: inout PersistenceContainer) throws {
+        let dialog = subscription.dialog
+        container[Columns.id] = subscription.id
+        container[Columns.event] = subscription.event.rawValue
+        container[Columns.accountID] = subscription.accountID
+        container[Columns.watcherNumber] = subscription.watcherNumber
+        container[Columns.targetNumber] = subscription.targetNumber
+        container[Columns.entity] = subscription.entity
+        container[Columns.dialogState] = Self.text(dialog.state)
+        container[Columns.callID] = dialog.callID
+        container[Columns.localTag] = dialog.localTag
+        container[Columns.remoteTag] = dialog.remoteTag
+        container[Columns.localSequenceNumber] = dialog.localSequenceNumber.map { Int64($0) }
+        container[Columns.remoteSequenceNumber] = dialog.remoteSequenceNumber.map { Int64($0) }
+        container[Columns.localAddress] = Self.text(dialog.localAddress)
+        container[Columns.remoteAddress] = Self.text(dialog.remoteAddress)
+        container[Columns.remoteTarget] = dialog.remoteTarget.description
+        container[Columns.routeSet] = try Self.json(dialog.routeSet.map(Self.text))
+        container[Columns.isSecure] = dialog.isSecure
+        SIPPeerColumns.encode(subscription.source, to: &container)
+        container[Columns.expiresAt] = Self.seconds(subscription.expiresAt)
+        container[Columns.nextVersion] = Int64(subscription.nextVersion)
+        container[Columns.userAgent] = subscription.userAgent
+        container[Columns.createdAt] = Self.seconds(subscription.createdAt)
+    }
+
+    // MARK: Conversions
+
+    /// The column value of a time: `Date`'s own representation, exact both ways.
+    static func seconds(_ date: Date) -> Double { date.timeIntervalSinceReferenceDate }
+
+    static func date(_ seconds: Double) -> Date { Date(timeIntervalSinceReferenceDate: seconds) }
+
+    /// A NameAddress as text its parser reads back to an equal value. `description` leaves out
+    /// an empty display name (`"" <sip:…>`, which phones do send); written here so that it stays
+    /// `""` rather than coming back as none.
+    static func text(_ address: NameAddress) -> String {
+        address.displayName == "" ? "\"\" " + address.description : address.description
+    }
+
+    static func address(_ text: String) throws -> NameAddress {
+        guard let address = NameAddress(text) else { throw corruption("malformed name-addr \"\(text)\"") }
+        return address
+    }
+
+    static func text(_ state: Dialog.State) -> String {
+        switch state {
+        case .early: return "early"
+        case .confirmed: return "confirmed"
+        }
+    }
+
+    static func dialogState(_ text: String) throws -> Dialog.State {
+        switch text {
+        case "early": return .early
+        case "confirmed": return .confirmed
+        default: throw corruption("unknown dialog state \"\(text)\"")
+        }
+    }
+
+    static func uint32(_ value: Int64?, _ column: Column) throws -> UInt32? {
+        guard let value else { return nil }
+        guard let number = UInt32(exactly: value) else {
+            throw corruption("\(column.name) \(value) is not a 32-bit unsigned integer")
+        }
+        return number
+    }
+
+    static func json(_ strings: [String]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(strings), as: UTF8.self)
+    }
+
+    static func corruption(_ problem: String) -> StoreCorruption {
+        StoreCorruption(table: databaseTableName, problem: problem)
     }
 }
 

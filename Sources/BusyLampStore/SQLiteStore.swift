@@ -2,8 +2,8 @@ import BusyLampCore
 import Foundation
 import GRDB
 
-/// The embedded store: the directory and the registrar's bindings in one SQLite file,
-/// `busylamp.sqlite` in the `--data` folder.
+/// The embedded store: the directory, the registrar's bindings and the subscriptions in one
+/// SQLite file, `busylamp.sqlite` in the `--data` folder.
 ///
 /// It is a value over a thread-safe GRDB `DatabasePool`: copies share the database, every call is
 /// synchronous, reads run concurrently and writes are serialized. A write is durable when its

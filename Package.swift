@@ -85,13 +85,14 @@ let package = Package(
         .executableTarget(
             name: "busylamp",
             dependencies: [
-                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPTransportNIO",
+                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPTransactions", "SIPTransportNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

@@ -30,31 +30,55 @@ public final class SIPServer: @unchecked Sendable {
         public var digestPolicy: DigestPolicy = .default
         /// How often expired bindings are removed from the store.
         public var bindingSweepInterval: TimeAmount = .seconds(30)
-        /// The `Server` header of our responses.
+        /// The `Server` header of our responses (and `User-Agent` of our requests).
         public var serverName = "BusyLamp"
+        /// RFC 3261 T1, T2, T4: every transaction timer derives from them.
+        public var timers: SIPTimers = .rfc3261
+        /// How the notifier treats failing watchers and restarts.
+        public var notifier = NotifierStateMachine.Settings()
+        /// How often ended subscriptions are looked for: the granularity of expiry.
+        public var subscriptionSweepInterval: TimeAmount = .seconds(1)
+        /// The longest a subscription's CSeq and version changes wait before they are written
+        /// together (the NOTIFY is never held back by the store).
+        public var subscriptionWriteDelay: TimeAmount = .milliseconds(200)
+        /// At most this fraction of a granted subscription expiry is taken off at random, so
+        /// that phones subscribed together do not all refresh together (PHONES.md).
+        public var expiryJitterFraction: Double = 0.05
         public init() {}
     }
 
     public let eventLoop: EventLoop
     public let transport: SIPTransport
-    private let configuration: Configuration
+    let configuration: Configuration
     private let directoryStore: DirectoryStore
-    private let registrationStore: RegistrationStore
-    private let storeThread: NIOThreadPool
-    private let logger: Logger
+    let registrationStore: RegistrationStore
+    let subscriptionStore: SubscriptionStore
+    let storeThread: NIOThreadPool
+    let logger: Logger
     private let parser: SIPParser
 
-    private var directory: Directory
-    private var transactions = TransactionLayer()
-    private var authenticator: DigestAuthenticator
-    private var registrar: Registrar
-    private let capabilities = ServerCapabilities.registrar
+    var directory: Directory
+    var transactions: TransactionLayer
+    var authenticator: DigestAuthenticator
+    var registrar: Registrar
+    let capabilities = ServerCapabilities.blf
     /// The flow each server transaction's request came over: its responses go back along it.
     private var inboundFlows: [TransactionKey: SIPFlow] = [:]
     private var timers: [TimerSlot: Scheduled<Void>] = [:]
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
-    private var sweepTask: RepeatedTask?
+    private var sweepTasks: [RepeatedTask] = []
+
+    // Subscriptions (SIPServer+Subscriptions.swift)
+    var notifier: NotifierStateMachine
+    /// The NOTIFY client transactions in flight, and the subscription each belongs to.
+    var notifyTransactions: [TransactionKey: String] = [:]
+    /// Subscription writes waiting for the next batch (newest state per subscription).
+    var pendingSubscriptionWrites: [String: Subscription] = [:]
+    var subscriptionWriteScheduled = false
+    /// Each line's live bindings, by number: registered or not (PIDF open/closed), and the
+    /// source addresses `same_network_only` compares with.
+    var liveBindings: [String: [Binding]] = [:]
 
     private struct TimerSlot: Hashable {
         var key: TransactionKey
@@ -66,6 +90,7 @@ public final class SIPServer: @unchecked Sendable {
         directory: Directory,
         directoryStore: DirectoryStore,
         registrationStore: RegistrationStore,
+        subscriptionStore: SubscriptionStore,
         configuration: Configuration,
         logger: Logger
     ) {
@@ -74,7 +99,10 @@ public final class SIPServer: @unchecked Sendable {
         self.directory = directory
         self.directoryStore = directoryStore
         self.registrationStore = registrationStore
+        self.subscriptionStore = subscriptionStore
         self.logger = logger
+        self.transactions = TransactionLayer(timers: configuration.timers)
+        self.notifier = NotifierStateMachine(directory: directory, settings: configuration.notifier)
         self.parser = SIPParser(limits: configuration.transport.parserLimits)
         self.transport = SIPTransport(eventLoop: eventLoop, configuration: configuration.transport, logger: logger)
         self.storeThread = NIOThreadPool(numberOfThreads: 1)
@@ -91,9 +119,15 @@ public final class SIPServer: @unchecked Sendable {
         )
     }
 
-    /// Binds the listeners and starts serving. Returns the bound listeners (with real ports).
+    /// Binds the listeners, restores the stored bindings and subscriptions (each watcher gets a
+    /// NOTIFY with the current state) and starts serving. Returns the bound listeners.
     public func start() async throws -> [SIPTransport.BoundListener] {
         storeThread.start()
+        let registrationStore = self.registrationStore
+        let subscriptionStore = self.subscriptionStore
+        let (bindings, subscriptions) = try await storeThread.runIfActive(eventLoop: eventLoop) {
+            (try registrationStore.allBindings(), try subscriptionStore.allSubscriptions())
+        }.get()
         transport.setMessageHandler { [self] bytes, framing, flow in
             self.received(bytes: bytes, framing: framing, flow: flow)
         }
@@ -101,20 +135,51 @@ public final class SIPServer: @unchecked Sendable {
         let hosts = Self.localHosts(domain: directory.platform.domain, listeners: listeners)
         try await eventLoop.submit {
             self.localHosts = hosts
-            self.sweepTask = self.eventLoop.scheduleRepeatedTask(
-                initialDelay: .seconds(1),
-                delay: self.configuration.bindingSweepInterval
-            ) { _ in self.sweepExpiredBindings() }
+            self.sweepTasks = [
+                self.eventLoop.scheduleRepeatedTask(
+                    initialDelay: .seconds(1),
+                    delay: self.configuration.bindingSweepInterval
+                ) { _ in self.sweepExpiredBindings() },
+                self.eventLoop.scheduleRepeatedTask(
+                    initialDelay: self.configuration.subscriptionSweepInterval,
+                    delay: self.configuration.subscriptionSweepInterval
+                ) { _ in self.sweepEndedSubscriptions() },
+            ]
+            self.restore(bindings: bindings, subscriptions: subscriptions)
         }.get()
-        logger.info("SIP listeners bound", metadata: ["sip.listeners": "\(listeners.map(\.localAddress))"])
+        logger.info(
+            "SIP listeners bound",
+            metadata: [
+                "sip.listeners": "\(listeners.map(\.localAddress))", "sub.restored": "\(subscriptions.count)",
+            ]
+        )
         return listeners
     }
 
-    /// Stops listening and waits for the store thread to finish its work.
+    /// Stops listening, writes what is pending and waits for the store thread to finish.
     public func stop() async {
-        try? await eventLoop.submit { self.sweepTask?.cancel() }.get()
+        try? await eventLoop.submit {
+            for task in self.sweepTasks { task.cancel() }
+            self.writePendingSubscriptions()
+        }.get()
         await transport.close()
         try? await storeThread.shutdownGracefully()
+    }
+
+    /// The directory changed (the admin API wrote the store): rules apply to live
+    /// subscriptions at once, and the watchers of a line that may no longer be watched get a
+    /// final NOTIFY (`rejected`, or `noresource` for a deleted line).
+    public func directoryChanged(_ newDirectory: Directory) {
+        eventLoop.execute { [self] in
+            directory = newDirectory
+            registrar = Registrar(
+                settings: Registrar.Settings(
+                    minimumExpires: newDirectory.platform.minimumExpires,
+                    maximumExpires: newDirectory.platform.maximumExpires
+                )
+            )
+            execute(notifier.directoryChanged(newDirectory, now: Date()))
+        }
     }
 
     // MARK: Inbound
@@ -157,7 +222,7 @@ public final class SIPServer: @unchecked Sendable {
 
     // MARK: Actions
 
-    private func execute(_ actions: [TransactionLayer.Action], flow: SIPFlow?) {
+    func execute(_ actions: [TransactionLayer.Action], flow: SIPFlow?) {
         for action in actions {
             switch action {
             case .transaction(let key, let transactionAction, let peer):
@@ -192,14 +257,24 @@ public final class SIPServer: @unchecked Sendable {
                 let destination = ResponseDestination(topVia: via, from: peer)
                 if let target = self.flow(for: destination, like: flow) { send(message, to: target) }
             } else if let target = flow ?? self.flow(to: peer, like: nil) {
-                send(message, to: target)
+                send(message, to: target) { [self] in execute(transactions.transportFailed(for: key), flow: nil) }
+            } else {
+                execute(transactions.transportFailed(for: key), flow: nil)
             }
         case .deliverToTransactionUser(.request(let request)):
             guard let flow else { return }
             handleRequest(request, key: key, flow: flow)
-        case .deliverToTransactionUser(.response):
-            // Client transactions start with the NOTIFY and call layers.
-            break
+        case .deliverToTransactionUser(.response(let response)):
+            if let subscriptionID = notifyTransactions[key], response.statusCode >= 200 {
+                notifyTransactions[key] = nil
+                execute(
+                    notifier.notifyAnswered(
+                        subscriptionID: subscriptionID,
+                        statusCode: response.statusCode,
+                        now: Date()
+                    )
+                )
+            }
         case .startTimer(let timer, let duration):
             let slot = TimerSlot(key: key, timer: timer)
             timers[slot]?.cancel()
@@ -211,19 +286,24 @@ public final class SIPServer: @unchecked Sendable {
             timers.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
         case .timeout, .transportError:
             logger.debug("Transaction failed", metadata: ["sip.transaction": "\(key)", "sip.event": "\(action)"])
+            if let subscriptionID = notifyTransactions.removeValue(forKey: key) {
+                execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
+            }
         case .terminated:
             inboundFlows[key] = nil
+            notifyTransactions[key] = nil
             for timer in TransactionTimer.allCases {
                 timers.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
             }
         }
     }
 
-    private func send(_ message: SIPMessage, to flow: SIPFlow) {
+    private func send(_ message: SIPMessage, to flow: SIPFlow, onFailure: (@Sendable () -> Void)? = nil) {
         var buffer = ByteBufferAllocator().buffer(capacity: 1024)
         message.serialize(into: &buffer)
         transport.send(buffer, to: flow).whenFailure { [logger] error in
             logger.debug("Send failed", metadata: ["sip.peer": "\(flow)", "error": "\(error)"])
+            onFailure?()
         }
     }
 
@@ -239,7 +319,7 @@ public final class SIPServer: @unchecked Sendable {
         }
     }
 
-    private func flow(to peer: SIPPeer, like inbound: SIPFlow?) -> SIPFlow? {
+    func flow(to peer: SIPPeer, like inbound: SIPFlow?) -> SIPFlow? {
         guard let address = try? SocketAddress(ipAddress: peer.host, port: peer.port) else { return nil }
         let transportKind = SIPTransportKind(rawValue: peer.transport.rawValue) ?? .udp
         let listenerIndex =
@@ -267,8 +347,13 @@ public final class SIPServer: @unchecked Sendable {
             return respond(to: request, key: key, status: 416)
         }
         // Never an open relay: a request for another domain is refused, not forwarded.
-        guard isLocal(request.uri) else {
-            return respond(to: request, key: key, status: 403, reason: "Domain Not Served Here")
+        // RFC 3261 §8.2.2.1: "If the Request-URI does not identify an address that the UAS is
+        // willing to accept requests for, it SHOULD reject the request with a 404".
+        // SUBSCRIBE is authenticated first and its admission checks the host in the order issue 3
+        // gives (digest, event, Accept, target), so that a refusal always says the first fault.
+        guard isLocal(request.uri) || request.method == .subscribe else {
+            countRefusal(request.method.rawValue, reason: "foreign_domain")
+            return respond(to: request, key: key, status: 404, reason: "Domain Not Served Here")
         }
         // §8.2.2.3: option tags we do not know in Require get 420 with Unsupported.
         let unsupported = capabilities.unsupportedRequirements(of: request)
@@ -285,6 +370,8 @@ public final class SIPServer: @unchecked Sendable {
             respond(to: request, key: key, status: 200, includeCapabilities: true)
         case .register:
             handleRegister(request, key: key, flow: flow)
+        case .subscribe:
+            handleSubscribe(request, key: key, flow: flow)
         case .cancel:
             // §9.2: a CANCEL that matches no transaction of ours gets 481.
             respond(to: request, key: key, status: 481)
@@ -294,92 +381,7 @@ public final class SIPServer: @unchecked Sendable {
         }
     }
 
-    private func handleRegister(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
-        let directory = self.directory
-        let outcome = authenticator.verify(
-            request: request,
-            headerName: .authorization,
-            ha1Lookup: { username, algorithm in directory.line(number: username)?.credentials[algorithm] },
-            now: Date()
-        )
-        guard case .authenticated(let username) = outcome, let line = directory.line(number: username) else {
-            return challenge(request, key: key, outcome: outcome)
-        }
-        // RFC 3261 §10.3 step 5: the authenticated line may change only its own bindings. The To
-        // user is its number, or its extension (phones configured with the short form).
-        guard let toURI = request.to?.uri, isLocal(toURI),
-            toURI.user == line.number || toURI.user == line.extensionNumber
-        else {
-            countRefusal("register", reason: "foreign_aor")
-            return respond(to: request, key: key, status: 403, reason: "Not Your Address Of Record")
-        }
-        let aor = line.number
-        let source = SIPPeer(flow)
-        let registrar = self.registrar
-        let store = registrationStore
-        storeThread.runIfActive(eventLoop: eventLoop) { () throws -> (Registrar.Decision, Date) in
-            let now = Date()
-            let decision = registrar.decide(
-                register: request,
-                aor: aor,
-                existing: try store.bindings(aor: aor),
-                source: source,
-                now: now
-            )
-            if case .apply(let upserts, let removals, _) = decision, !upserts.isEmpty || !removals.isEmpty {
-                try store.apply(aor: aor, upserts: upserts, removals: removals)
-            }
-            return (decision, now)
-        }.whenComplete { [self] result in
-            switch result {
-            case .success((.reject(let status, let reason, let headers), _)):
-                countRefusal("register", reason: String(status))
-                respond(to: request, key: key, status: status, reason: reason, headers: headers)
-            case .success((.apply(_, _, let bindings), let now)):
-                var response = registrar.okResponse(to: request, bindings: bindings, now: now, toTag: Self.makeTag())
-                response.headers.add(.server, configuration.serverName)
-                execute(transactions.sendResponse(response, for: key), flow: inboundFlows[key])
-                logger.debug(
-                    "Registered",
-                    metadata: ["line": "\(aor)", "sip.peer": "\(flow)", "sip.bindings": "\(bindings.count)"]
-                )
-            case .failure(let error):
-                logger.error("Registration store failed", metadata: ["line": "\(aor)", "error": "\(error)"])
-                respond(to: request, key: key, status: 500, reason: "Registration Not Stored")
-            }
-        }
-    }
-
-    /// 401 with our challenges, or 400 when the credentials cannot be read.
-    private func challenge(_ request: SIPRequest, key: TransactionKey, outcome: DigestOutcome) {
-        let reason: String
-        switch outcome {
-        case .malformed(let error):
-            countRefusal(request.method.rawValue, reason: "malformed_credentials")
-            return respond(
-                to: request,
-                key: key,
-                status: 400,
-                reason: "Malformed Authorization: \(error.code.rawValue)"
-            )
-        case .authenticated: reason = "unknown_line"
-        case .stale: reason = "stale_nonce"
-        case .wrongCredentials: reason = "wrong_credentials"
-        case .replayed: reason = "replayed_nonce"
-        case .realmMismatch: reason = "other_realm"
-        case .invalidNonce: reason = "invalid_nonce"
-        case .missingCredentials: reason = "challenge"
-        }
-        countRefusal(request.method.rawValue, reason: reason)
-        // RFC 2617 §3.2.1 and PRODUCT.md rule 5: a stale nonce gets a fresh challenge with
-        // stale=true, never a bare 401.
-        let headers = authenticator.challengeHeaders(stale: outcome == .stale, now: Date()).map {
-            SIPHeaders.Field(name: .wwwAuthenticate, value: $0)
-        }
-        respond(to: request, key: key, status: 401, headers: headers)
-    }
-
-    private func respond(
+    func respond(
         to request: SIPRequest,
         key: TransactionKey,
         status: Int,
@@ -394,33 +396,22 @@ public final class SIPServer: @unchecked Sendable {
         execute(transactions.sendResponse(response, for: key), flow: inboundFlows[key])
     }
 
-    private func countRefusal(_ method: String, reason: String) {
+    func countRefusal(_ method: String, reason: String) {
         Counter(
             label: "busylamp_sip_refusals_total",
             dimensions: [("method", Self.metricMethod(SIPMethod(method))), ("reason", reason)]
         ).increment()
     }
 
-    // MARK: Housekeeping
-
-    private func sweepExpiredBindings() {
-        let store = registrationStore
-        storeThread.runIfActive(eventLoop: eventLoop) { try store.removeExpired(now: Date()) }
-            .whenComplete { [logger] result in
-                switch result {
-                case .success(let removed) where !removed.isEmpty:
-                    logger.debug("Expired bindings removed", metadata: ["sip.bindings": "\(removed.count)"])
-                case .success: break
-                case .failure(let error):
-                    logger.error("Binding sweep failed", metadata: ["error": "\(error)"])
-                }
-            }
-    }
-
     // MARK: Helpers
 
-    private func isLocal(_ uri: SIPURI) -> Bool {
-        localHosts.contains(uri.hostWithoutBrackets.lowercased())
+    func isLocal(_ uri: SIPURI) -> Bool {
+        isLocal(host: uri.hostWithoutBrackets)
+    }
+
+    /// Whether `host` (without IPv6 brackets) names this server.
+    func isLocal(host: String) -> Bool {
+        localHosts.contains(host.lowercased())
     }
 
     /// The platform domain, "localhost", and every address the listeners answer on (all of the

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SIPTransactions
 import ServiceLifecycle
 
 struct ServeCommand: AsyncParsableCommand {
@@ -56,11 +57,14 @@ enum ServerLauncher {
         var configuration = SIPServer.Configuration()
         configuration.listenAddresses = resolved.listenAddresses
         configuration.transport.streamIdleTimeout = .seconds(Int64(resolved.tcpIdleTimeout))
+        configuration.timers = SIPTimers(t1: .milliseconds(resolved.timerT1Milliseconds))
+        configuration.notifier.maximumConsecutiveFailures = resolved.notifyFailureLimit
         let server = SIPServer(
             eventLoop: group.next(),
             directory: directory,
             directoryStore: store,
             registrationStore: store,
+            subscriptionStore: store,
             configuration: configuration,
             logger: logger
         )
@@ -86,7 +90,19 @@ enum ServerLauncher {
 
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: SIPServerService(server: server))],
+                services: [.init(service: SIPServerService(server: server))]
+                    + (resolved.directoryFile.map { file in
+                        [
+                            .init(
+                                service: DirectoryReloadService(
+                                    file: file,
+                                    store: store,
+                                    server: server,
+                                    logger: logger
+                                )
+                            )
+                        ]
+                    } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

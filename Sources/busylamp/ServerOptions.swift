@@ -43,6 +43,10 @@ struct ServerOptions: ParsableArguments {
         var httpAddress: String
         var logLevel: Logger.Level
         var tcpIdleTimeout: Int
+        /// RFC 3261 T1 in milliseconds (config file only: tests shorten every timer with it).
+        var timerT1Milliseconds: Int
+        /// NOTIFY timeouts in a row that end a subscription (config file only).
+        var notifyFailureLimit: Int
     }
 
     enum StoreLocation {
@@ -52,6 +56,7 @@ struct ServerOptions: ParsableArguments {
     /// Keys a config file may hold: the options' long names in snake_case.
     static let configKeys: Set<String> = [
         "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
+        "sip_timer_t1_ms", "notify_failure_limit",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -115,6 +120,18 @@ struct ServerOptions: ParsableArguments {
         let tcpIdleTimeout = idle ?? 180
         guard tcpIdleTimeout > 0 else { throw OperatorError(message: "--tcp-idle-timeout must be above 0") }
 
+        func positiveInteger(_ key: String, default value: Int) throws -> Int {
+            guard let node = file[key] else { return value }
+            guard let number = node.int, number > 0 else {
+                throw OperatorError(
+                    message: "\(config!):\(node.mark?.line ?? 0): \(key) must be a whole number above 0"
+                )
+            }
+            return number
+        }
+        let timerT1Milliseconds = try positiveInteger("sip_timer_t1_ms", default: 500)
+        let notifyFailureLimit = try positiveInteger("notify_failure_limit", default: 3)
+
         let data = try data ?? string("data")
         let storeText = try store ?? string("store")
         let storeLocation: StoreLocation
@@ -138,7 +155,9 @@ struct ServerOptions: ParsableArguments {
             listenAddresses: listenAddresses,
             httpAddress: http,
             logLevel: level,
-            tcpIdleTimeout: tcpIdleTimeout
+            tcpIdleTimeout: tcpIdleTimeout,
+            timerT1Milliseconds: timerT1Milliseconds,
+            notifyFailureLimit: notifyFailureLimit
         )
     }
 

@@ -40,6 +40,15 @@ struct ServerCapabilitiesTests {
         #expect(!headers.contains(.allowEvents))
     }
 
+    /// What the server answers with since issue 3: SUBSCRIBE served, for the two BLF packages.
+    @Test func blfServerAllowsSubscribeForDialogAndPresence() {
+        var headers = SIPHeaders()
+        ServerCapabilities.blf.describe(into: &headers)
+        #expect(headers[.allow] == "OPTIONS, REGISTER, SUBSCRIBE")
+        #expect(headers[.allowEvents] == "dialog, presence")
+        #expect(headers[.accept] == "")
+    }
+
     @Test func describeListsMethodsTypesPackagesAndExtensions() {
         var headers = SIPHeaders([(.callID, "kept")])
         Self.presenceServer.describe(into: &headers)

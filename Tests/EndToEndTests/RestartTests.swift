@@ -47,5 +47,45 @@ extension EndToEnd {
             #expect(status == .exited(0), "busylamp serve exit status after SIGTERM; output:\n\(second.output)")
             try? FileManager.default.removeItem(at: workDirectory)
         }
+
+        /// Subscriptions are persisted before their 200 and survive `kill -9`: after the restart
+        /// each watcher gets a NOTIFY in its old dialog, with a higher CSeq and version, without
+        /// resubscribing (issue 3, "Done when"). Over UDP: a TCP watcher's connection dies with
+        /// the process, and BusyLamp never opens connections towards phones.
+        @Test func watchersGetANotifyAfterKillDashNineAndRestart() async throws {
+            let workDirectory = try TestEnvironment.makeTemporaryDirectory("restart-watchers")
+            let target = DirectoryFixture.bob
+            let watchers = [DirectoryFixture.alice, DirectoryFixture.joe]
+            let first = try await ServerProcess.start(in: workDirectory)
+
+            // Both watchers run to the end of their scenario: the NOTIFY after the restart.
+            let runs = watchers.map { watcher in
+                Task {
+                    try await SIPpRun.run(
+                        "watcher_across_restart",
+                        against: first,
+                        over: .udp,
+                        line: watcher,
+                        keys: ["target": target.extensionNumber]
+                    )
+                }
+            }
+            // Long enough for SUBSCRIBE, 401, SUBSCRIBE, 200, NOTIFY, 200 on a loaded machine.
+            try await Task.sleep(for: .seconds(2))
+            let killed = try await first.killHard()
+            #expect(killed == .signaled(SIGKILL))
+            let second = try await ServerProcess.start(in: workDirectory)
+
+            for (watcher, run) in zip(watchers, runs) {
+                let result = try await run.value
+                #expect(
+                    result.exitCode == 0,
+                    "watcher \(watcher.name) got no NOTIFY after the restart\n\(result.report)\nbefore:\n\(first.output)\nafter:\n\(second.output)"
+                )
+            }
+            let status = try await second.stop()
+            #expect(status == .exited(0), "busylamp serve exit status after SIGTERM; output:\n\(second.output)")
+            try? FileManager.default.removeItem(at: workDirectory)
+        }
     }
 }

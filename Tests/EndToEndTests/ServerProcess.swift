@@ -12,7 +12,10 @@ import Darwin
 /// `start` returns only after the server printed its `sip udp`, `sip tcp` and `http` lines and
 /// then `ready` (or throws after `readyTimeout`, with what the server printed). Standard output
 /// and error go to files in the work directory, so a failing test can show them.
-final class ServerProcess {
+///
+/// `@unchecked Sendable`: its ports and paths never change after `start`; a test may hand it to
+/// concurrent SIPp runs, which only read them, while the test itself stops or kills it.
+final class ServerProcess: @unchecked Sendable {
     /// How long a server may take from exec to `ready` (a debug build opening its store).
     static let readyTimeout: Duration = .seconds(30)
     /// How long a graceful stop (SIGTERM) may take.

@@ -33,6 +33,15 @@ public struct ServerCapabilities: Sendable, Hashable {
         supportedExtensions: []
     )
 
+    /// The BLF server: REGISTER, SUBSCRIBE for `dialog` and `presence`, OPTIONS. INVITE and the
+    /// other call methods join with the call layer.
+    public static let blf = ServerCapabilities(
+        allowedMethods: [.options, .register, .subscribe],
+        acceptedContentTypes: [],
+        eventPackages: EventPackage.allCases.map(\.rawValue),
+        supportedExtensions: []
+    )
+
     /// Adds Allow, Accept, Allow-Events and Supported to `headers`. Accept and Supported may be
     /// empty (RFC 3261 §20.1: an empty Accept means no body is accepted); Allow-Events needs at
     /// least one package, so it is left out while there is none.

@@ -1,0 +1,144 @@
+import BusyLampCore
+import Foundation
+import NIOCore
+import SIPAuth
+import SIPCore
+import SIPTransactions
+import SIPTransportNIO
+
+/// REGISTER (RFC 3261 §10.3), digest authentication of every request a line sends, and the
+/// registration half of the line state (a line is registered while it has a live binding:
+/// PIDF open or closed).
+extension SIPServer {
+    /// The line that signed `request`, or `nil` after answering it with a challenge (401) or
+    /// a 400 for unreadable credentials.
+    func authenticatedLine(_ request: SIPRequest, key: TransactionKey) -> Line? {
+        let directory = self.directory
+        let outcome = authenticator.verify(
+            request: request,
+            headerName: .authorization,
+            ha1Lookup: { username, algorithm in directory.line(number: username)?.credentials[algorithm] },
+            now: Date()
+        )
+        guard case .authenticated(let username) = outcome, let line = directory.line(number: username) else {
+            challenge(request, key: key, outcome: outcome)
+            return nil
+        }
+        return line
+    }
+
+    func handleRegister(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
+        guard let line = authenticatedLine(request, key: key) else { return }
+        // RFC 3261 §10.3 step 5: the authenticated line may change only its own bindings. The To
+        // user is its number, or its extension (phones configured with the short form).
+        guard let toURI = request.to?.uri, isLocal(toURI),
+            toURI.user == line.number || toURI.user == line.extensionNumber
+        else {
+            countRefusal("register", reason: "foreign_aor")
+            return respond(to: request, key: key, status: 403, reason: "Not Your Address Of Record")
+        }
+        let aor = line.number
+        let source = SIPPeer(flow)
+        let registrar = self.registrar
+        let store = registrationStore
+        storeThread.runIfActive(eventLoop: eventLoop) { () throws -> (Registrar.Decision, Date) in
+            let now = Date()
+            let decision = registrar.decide(
+                register: request,
+                aor: aor,
+                existing: try store.bindings(aor: aor),
+                source: source,
+                now: now
+            )
+            if case .apply(let upserts, let removals, _) = decision, !upserts.isEmpty || !removals.isEmpty {
+                try store.apply(aor: aor, upserts: upserts, removals: removals)
+            }
+            return (decision, now)
+        }.whenComplete { [self] result in
+            switch result {
+            case .success((.reject(let status, let reason, let headers), _)):
+                countRefusal("register", reason: String(status))
+                respond(to: request, key: key, status: status, reason: reason, headers: headers)
+            case .success((.apply(_, _, let bindings), let now)):
+                var response = registrar.okResponse(to: request, bindings: bindings, now: now, toTag: Self.makeTag())
+                response.headers.add(.server, configuration.serverName)
+                execute(transactions.sendResponse(response, for: key), flow: flow)
+                logger.debug(
+                    "Registered",
+                    metadata: ["line": "\(aor)", "sip.peer": "\(flow)", "sip.bindings": "\(bindings.count)"]
+                )
+                bindingsChanged(aor: aor, to: bindings, now: now)
+            case .failure(let error):
+                logger.error("Registration store failed", metadata: ["line": "\(aor)", "error": "\(error)"])
+                respond(to: request, key: key, status: 500, reason: "Registration Not Stored")
+            }
+        }
+    }
+
+    /// 401 with our challenges, or 400 when the credentials cannot be read.
+    func challenge(_ request: SIPRequest, key: TransactionKey, outcome: DigestOutcome) {
+        let reason: String
+        switch outcome {
+        case .malformed(let error):
+            countRefusal(request.method.rawValue, reason: "malformed_credentials")
+            return respond(
+                to: request,
+                key: key,
+                status: 400,
+                reason: "Malformed Authorization: \(error.code.rawValue)"
+            )
+        case .authenticated: reason = "unknown_line"
+        case .stale: reason = "stale_nonce"
+        case .wrongCredentials: reason = "wrong_credentials"
+        case .replayed: reason = "replayed_nonce"
+        case .realmMismatch: reason = "other_realm"
+        case .invalidNonce: reason = "invalid_nonce"
+        case .missingCredentials: reason = "challenge"
+        }
+        countRefusal(request.method.rawValue, reason: reason)
+        // RFC 2617 §3.2.1 and PRODUCT.md rule 5: a stale nonce gets a fresh challenge with
+        // stale=true, never a bare 401.
+        let headers = authenticator.challengeHeaders(stale: outcome == .stale, now: Date()).map {
+            SIPHeaders.Field(name: .wwwAuthenticate, value: $0)
+        }
+        respond(to: request, key: key, status: 401, headers: headers)
+    }
+
+    // MARK: Registration state
+
+    /// The AOR's live bindings are now `bindings`: its registered state (and the addresses
+    /// `same_network_only` accepts) follow, and its watchers hear of a change.
+    func bindingsChanged(aor: String, to bindings: [Binding], now: Date) {
+        let live = bindings.filter { $0.expiresAt > now }
+        liveBindings[aor] = live.isEmpty ? nil : live
+        var state = notifier.lineState(number: aor)
+        if state.setRegistered(!live.isEmpty) {
+            execute(notifier.lineChanged(state, now: now))
+        }
+    }
+
+    /// The source hosts of the line's live bindings.
+    func registeredSourceHosts(number: String) -> [String] {
+        let now = Date()
+        return (liveBindings[number] ?? []).filter { $0.expiresAt > now }.map(\.source.host)
+    }
+
+    /// Removes expired bindings from the store; lines left without one become unregistered.
+    func sweepExpiredBindings() {
+        let now = Date()
+        for (aor, bindings) in liveBindings where bindings.contains(where: { $0.expiresAt <= now }) {
+            bindingsChanged(aor: aor, to: bindings, now: now)
+        }
+        let store = registrationStore
+        storeThread.runIfActive(eventLoop: eventLoop) { try store.removeExpired(now: now) }
+            .whenComplete { [logger] result in
+                switch result {
+                case .success(let removed) where !removed.isEmpty:
+                    logger.debug("Expired bindings removed", metadata: ["sip.bindings": "\(removed.count)"])
+                case .success: break
+                case .failure(let error):
+                    logger.error("Binding sweep failed", metadata: ["error": "\(error)"])
+                }
+            }
+    }
+}

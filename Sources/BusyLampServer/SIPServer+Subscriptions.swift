@@ -1,0 +1,344 @@
+import BusyLampCore
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import SIPCore
+import SIPTransactions
+import SIPTransportNIO
+
+/// SUBSCRIBE (RFC 6665 §4.2.1) and the NOTIFYs of `NotifierStateMachine`.
+///
+/// ```
+/// SUBSCRIBE ─► digest ─► in a dialog? ─yes─► known? ─no─► 481
+///                  │                            └─yes─► admitRefresh ─► persist ─► 200 ─► notifier.refresh
+///                  └─no──► admit (event, Accept, target, account, group, presence, network, expiry)
+///                              ├─ refused ─► 4xx with a reason phrase that says why
+///                              └─ accepted ─► persist ─► 200 (Expires, Contact) ─► notifier.add ─► NOTIFY
+/// ```
+/// Persist, then answer: a 200 promises that the subscription survives a crash. The notifier's
+/// later CSeq and version moves are written in batches (`subscriptionWriteDelay`); a restore
+/// jumps both forward by `NotifierStateMachine.Settings.restartSequenceMargin`, so a crash
+/// between two batches never makes them go backwards.
+extension SIPServer {
+    func handleSubscribe(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
+        guard let watcher = authenticatedLine(request, key: key) else { return }
+        let source = SIPPeer(flow)
+        let admission = SubscriptionAdmission(directory: directory)
+        let jitter = expiryJitter
+        let now = Date()
+
+        if let localTag = request.to?.tag, let callID = request.callID {
+            // RFC 6665 §4.2.1.2: a refresh names its subscription by the dialog.
+            let id = Subscription.id(callID: callID, localTag: localTag)
+            guard var subscription = notifier.subscription(id: id) else {
+                countRefusal("SUBSCRIBE", reason: "unknown_subscription")
+                return respond(to: request, key: key, status: 481, reason: "Subscription Does Not Exist")
+            }
+            guard subscription.watcherNumber == watcher.number else {
+                countRefusal("SUBSCRIBE", reason: "foreign_subscription")
+                return respond(to: request, key: key, status: 403, reason: "Not Your Subscription")
+            }
+            let decision = admission.admitRefresh(
+                request,
+                subscription: subscription,
+                watcher: watcher,
+                source: source,
+                registeredSourceHosts: { [self] in registeredSourceHosts(number: $0) },
+                jitter: jitter
+            )
+            switch decision {
+            case .failure(let refusal):
+                refuse(request, key: key, refusal)
+            case .success(let accepted):
+                subscription.expiresAt = now.addingTimeInterval(TimeInterval(accepted.grantedExpires))
+                if accepted.grantedExpires == 0 {
+                    // RFC 6665 §4.2.1.4: unsubscribing is a refresh to zero; the final NOTIFY follows.
+                    respond(to: request, key: key, status: 200, headers: subscriptionHeaders(expires: 0, flow: flow))
+                    execute(notifier.unsubscribe(id: id, now: now))
+                    return
+                }
+                let expiresAt = subscription.expiresAt
+                persistThenAnswer(
+                    subscription,
+                    request: request,
+                    key: key,
+                    expires: accepted.grantedExpires,
+                    flow: flow
+                ) { [self] in
+                    execute(notifier.refresh(id: id, expiresAt: expiresAt, now: Date()) ?? [])
+                }
+            }
+            return
+        }
+
+        let decision = admission.admit(
+            request,
+            watcher: watcher,
+            source: source,
+            isLocalHost: { [self] in isLocal(host: $0) },
+            registeredSourceHosts: { [self] in registeredSourceHosts(number: $0) },
+            jitter: jitter
+        )
+        let accepted: SubscriptionAdmission.Accepted
+        switch decision {
+        case .failure(let refusal):
+            return refuse(request, key: key, refusal)
+        case .success(let value):
+            accepted = value
+        }
+        let toTag = Self.makeTag()
+        var response = SIPResponse(replyingTo: request, statusCode: 200, toTag: toTag)
+        for field in subscriptionHeaders(expires: accepted.grantedExpires, flow: flow) {
+            response.headers.add(field.name, field.value)
+        }
+        response.headers.add(.server, configuration.serverName)
+        guard let dialog = Dialog(uasRequest: request, response: response, receivedOverTLS: flow.transport == .tls)
+        else {
+            countRefusal("SUBSCRIBE", reason: "no_contact")
+            return respond(to: request, key: key, status: 400, reason: "Missing Or Invalid Contact")
+        }
+        let subscription = Subscription(
+            event: accepted.event,
+            accountID: watcher.accountID,
+            watcherNumber: watcher.number,
+            targetNumber: accepted.target.number,
+            entity: accepted.entity,
+            dialog: dialog,
+            source: source,
+            expiresAt: now.addingTimeInterval(TimeInterval(accepted.grantedExpires)),
+            userAgent: request.headers[.userAgent],
+            createdAt: now
+        )
+        Counter(label: "busylamp_subscriptions_accepted_total", dimensions: [("event", accepted.event.rawValue)])
+            .increment()
+        guard accepted.grantedExpires > 0 else {
+            // RFC 6665 §4.4.3: `Expires: 0` on a new subscription fetches the state once; there
+            // is nothing to keep.
+            execute(transactions.sendResponse(response, for: key), flow: flow)
+            execute(notifier.add(subscription, now: now))
+            return
+        }
+        let store = subscriptionStore
+        let ok = response
+        storeThread.runIfActive(eventLoop: eventLoop) { try store.upsert(subscription) }
+            .whenComplete { [self] result in
+                switch result {
+                case .success:
+                    execute(transactions.sendResponse(ok, for: key), flow: flow)
+                    logger.debug(
+                        "Subscribed",
+                        metadata: [
+                            "sub.id": "\(subscription.id)", "line": "\(subscription.targetNumber)",
+                            "sub.watcher": "\(watcher.number)", "sub.event": "\(accepted.event.rawValue)",
+                        ]
+                    )
+                    execute(notifier.add(subscription, now: Date()))
+                case .failure(let error):
+                    logger.error(
+                        "Subscription store failed",
+                        metadata: ["sub.id": "\(subscription.id)", "error": "\(error)"]
+                    )
+                    respond(to: request, key: key, status: 500, reason: "Subscription Not Stored")
+                }
+            }
+    }
+
+    private func persistThenAnswer(
+        _ subscription: Subscription,
+        request: SIPRequest,
+        key: TransactionKey,
+        expires: Int,
+        flow: SIPFlow,
+        then: @escaping @Sendable () -> Void
+    ) {
+        let store = subscriptionStore
+        pendingSubscriptionWrites[subscription.id] = nil
+        storeThread.runIfActive(eventLoop: eventLoop) { try store.upsert(subscription) }
+            .whenComplete { [self] result in
+                switch result {
+                case .success:
+                    respond(
+                        to: request,
+                        key: key,
+                        status: 200,
+                        headers: subscriptionHeaders(expires: expires, flow: flow)
+                    )
+                    then()
+                case .failure(let error):
+                    logger.error(
+                        "Subscription store failed",
+                        metadata: ["sub.id": "\(subscription.id)", "error": "\(error)"]
+                    )
+                    respond(to: request, key: key, status: 500, reason: "Subscription Not Stored")
+                }
+            }
+    }
+
+    /// The refusal as a response; the reason is counted for the operator's "why is my lamp
+    /// orange" view.
+    private func refuse(_ request: SIPRequest, key: TransactionKey, _ refusal: SubscriptionAdmission.Refusal) {
+        countRefusal("SUBSCRIBE", reason: refusal.code.rawValue)
+        logger.debug(
+            "Subscription refused",
+            metadata: [
+                "sip.call_id": "\(request.callID ?? "-")", "sub.reason": "\(refusal.reasonPhrase)",
+                "sip.target": "\(request.uri)",
+            ]
+        )
+        respond(
+            to: request,
+            key: key,
+            status: refusal.statusCode,
+            reason: refusal.reasonPhrase,
+            headers: refusal.headers,
+            includeCapabilities: refusal.statusCode == 489
+        )
+    }
+
+    /// Expires and our Contact: the target of the phone's refreshes (RFC 6665 §4.2.1.1).
+    private func subscriptionHeaders(expires: Int, flow: SIPFlow) -> [SIPHeaders.Field] {
+        [
+            SIPHeaders.Field(name: .expires, value: String(expires)),
+            SIPHeaders.Field(name: .contact, value: "<\(localURI(for: flow))>"),
+        ]
+    }
+
+    /// Takes a few seconds off a granted expiry at random (at most `expiryJitterFraction`).
+    private var expiryJitter: @Sendable (Int) -> Int {
+        let fraction = configuration.expiryJitterFraction
+        return { granted in
+            let most = Int(Double(granted) * fraction)
+            return most > 0 ? Int.random(in: 0...most) : 0
+        }
+    }
+
+    // MARK: Notifier actions
+
+    func execute(_ actions: [NotifierStateMachine.Action]) {
+        for action in actions {
+            switch action {
+            case .sendNotify(let notify, let subscriptionID, let destination):
+                sendNotify(notify, subscriptionID: subscriptionID, to: destination)
+            case .persist(let subscription):
+                pendingSubscriptionWrites[subscription.id] = subscription
+                scheduleSubscriptionWrite()
+            case .remove(let subscription, let reason):
+                pendingSubscriptionWrites[subscription.id] = nil
+                Counter(label: "busylamp_subscriptions_ended_total", dimensions: [("reason", reason.rawValue)])
+                    .increment()
+                logger.debug(
+                    "Subscription ended",
+                    metadata: ["sub.id": "\(subscription.id)", "sub.reason": "\(reason.rawValue)"]
+                )
+                let store = subscriptionStore
+                storeThread.runIfActive(eventLoop: eventLoop) { try store.removeSubscription(id: subscription.id) }
+                    .whenFailure { [logger] error in
+                        logger.error(
+                            "Subscription removal failed",
+                            metadata: ["sub.id": "\(subscription.id)", "error": "\(error)"]
+                        )
+                    }
+            case .oversizeNotify(let subscriptionID, let bytes):
+                // RFC 3261 §18.1.1: a UDP request this large may be fragmented and lost.
+                Counter(label: "busylamp_notify_oversize_udp_total").increment()
+                logger.warning(
+                    "NOTIFY larger than is safe over UDP",
+                    metadata: ["sub.id": "\(subscriptionID)", "sip.bytes": "\(bytes)"]
+                )
+            }
+        }
+    }
+
+    /// Adds what only the driver knows (Via with a fresh branch, our Contact, User-Agent) and
+    /// starts the NOTIFY's client transaction.
+    private func sendNotify(_ notify: SIPRequest, subscriptionID: String, to destination: SIPPeer) {
+        var request = notify
+        guard let flow = flow(to: destination, like: nil) else {
+            execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
+            return
+        }
+        let (host, port) = localHostPort(for: flow)
+        let transportName = flow.transport.rawValue.uppercased()
+        request.headers.prepend(
+            .via,
+            "SIP/2.0/\(transportName) \(host):\(port);branch=\(Via.magicCookie)\(Self.makeTag())\(Self.makeTag());rport"
+        )
+        request.headers.add(.contact, "<\(localURI(for: flow))>")
+        request.headers.add(.userAgent, configuration.serverName)
+        let actions = transactions.sendRequest(request, to: destination)
+        for case .transaction(let key, _, _) in actions { notifyTransactions[key] = subscriptionID }
+        if actions.contains(where: { if case .refused = $0 { return true } else { return false } }) {
+            execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
+            return
+        }
+        Counter(label: "busylamp_notify_sent_total").increment()
+        execute(actions, flow: nil)
+    }
+
+    // MARK: Persistence and housekeeping
+
+    private func scheduleSubscriptionWrite() {
+        guard !subscriptionWriteScheduled else { return }
+        subscriptionWriteScheduled = true
+        eventLoop.scheduleTask(in: configuration.subscriptionWriteDelay) { [self] in
+            subscriptionWriteScheduled = false
+            writePendingSubscriptions()
+        }
+    }
+
+    /// Writes the batched subscription changes in one transaction.
+    func writePendingSubscriptions() {
+        guard !pendingSubscriptionWrites.isEmpty else { return }
+        let batch = Array(pendingSubscriptionWrites.values)
+        pendingSubscriptionWrites.removeAll(keepingCapacity: true)
+        let store = subscriptionStore
+        storeThread.runIfActive(eventLoop: eventLoop) { try store.upsert(batch) }
+            .whenFailure { [logger] error in
+                logger.error(
+                    "Subscription batch write failed",
+                    metadata: ["sub.count": "\(batch.count)", "error": "\(error)"]
+                )
+            }
+    }
+
+    /// Ends expired subscriptions, and marks lines whose last binding just expired as unregistered.
+    func sweepEndedSubscriptions() {
+        let now = Date()
+        for (aor, bindings) in liveBindings where bindings.contains(where: { $0.expiresAt <= now }) {
+            bindingsChanged(aor: aor, to: bindings, now: now)
+        }
+        execute(notifier.expire(now: now))
+        Gauge(label: "busylamp_subscriptions_active").record(notifier.count)
+    }
+
+    /// After a restart: registered lines first (so the first NOTIFYs say open or closed right),
+    /// then every stored subscription gets a NOTIFY with the current state.
+    func restore(bindings: [Binding], subscriptions: [Subscription]) {
+        let now = Date()
+        for (aor, lineBindings) in Dictionary(grouping: bindings, by: \.aor) {
+            bindingsChanged(aor: aor, to: lineBindings, now: now)
+        }
+        execute(notifier.restore(subscriptions, now: now))
+    }
+
+    // MARK: Our addresses
+
+    /// The address the flow's listener answers on; the platform domain for a wildcard listener.
+    func localHostPort(for flow: SIPFlow) -> (host: String, port: Int) {
+        let listener =
+            transport.listeners.indices.contains(flow.listenerIndex) ? transport.listeners[flow.listenerIndex] : nil
+        let port = listener?.localAddress.port ?? 5060
+        guard let ip = listener?.localAddress.ipAddress, ip != "0.0.0.0", ip != "::" else {
+            return (directory.platform.domain, port)
+        }
+        return (ip.contains(":") ? "[\(ip)]" : ip, port)
+    }
+
+    /// Our Contact URI for requests and responses on `flow`.
+    func localURI(for flow: SIPFlow) -> String {
+        let (host, port) = localHostPort(for: flow)
+        let transportParameter = flow.transport == .udp ? "" : ";transport=\(flow.transport.rawValue)"
+        return "sip:busylamp@\(host):\(port)\(transportParameter)"
+    }
+}

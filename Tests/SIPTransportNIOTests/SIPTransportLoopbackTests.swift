@@ -175,7 +175,9 @@ struct SIPTransportLoopbackTests {
             let elapsed = clock.now - start
             #expect(bytesBeforeClose == 0)
             #expect(elapsed >= .milliseconds(150))
-            #expect(elapsed < .seconds(10))
+            // An upper bound that says "closed, not left open", not a timing: in the parallel
+            // `swift test` run on two cores the reading task itself may wait seconds for a thread.
+            #expect(elapsed < .seconds(60))
             let remaining = try await server.transport.eventLoop.submit { server.transport.connectionCount }.get()
             #expect(remaining == 0)
         }

@@ -85,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "busylamp",
             dependencies: [
-                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPTransactions", "SIPTransportNIO",
+                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPAuth", "SIPTransactions", "SIPTransportNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

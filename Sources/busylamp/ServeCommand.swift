@@ -59,6 +59,7 @@ enum ServerLauncher {
         configuration.transport.streamIdleTimeout = .seconds(Int64(resolved.tcpIdleTimeout))
         configuration.timers = SIPTimers(t1: .milliseconds(resolved.timerT1Milliseconds))
         configuration.notifier.maximumConsecutiveFailures = resolved.notifyFailureLimit
+        configuration.digestPolicy.algorithms = resolved.digestAlgorithms
         let server = SIPServer(
             eventLoop: group.next(),
             directory: directory,

@@ -2,6 +2,7 @@ import ArgumentParser
 import BusyLampCore
 import Foundation
 import Logging
+import SIPAuth
 import SIPTransportNIO
 import Yams
 
@@ -47,6 +48,8 @@ struct ServerOptions: ParsableArguments {
         var timerT1Milliseconds: Int
         /// NOTIFY timeouts in a row that end a subscription (config file only).
         var notifyFailureLimit: Int
+        /// The digest challenges of a 401, in order (config file only; default MD5, then SHA-256).
+        var digestAlgorithms: [DigestAlgorithm]
     }
 
     enum StoreLocation {
@@ -56,7 +59,7 @@ struct ServerOptions: ParsableArguments {
     /// Keys a config file may hold: the options' long names in snake_case.
     static let configKeys: Set<String> = [
         "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
-        "sip_timer_t1_ms", "notify_failure_limit",
+        "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -131,6 +134,22 @@ struct ServerOptions: ParsableArguments {
         }
         let timerT1Milliseconds = try positiveInteger("sip_timer_t1_ms", default: 500)
         let notifyFailureLimit = try positiveInteger("notify_failure_limit", default: 3)
+        // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
+        // any challenge names an algorithm they do not know: the list and its order are a setting.
+        var digestAlgorithms = DigestPolicy.default.algorithms
+        if let node = file["digest_algorithms"] {
+            let names = node.sequence?.compactMap(\.string) ?? []
+            let algorithms = names.compactMap(DigestAlgorithm.init(parameterValue:))
+            guard !algorithms.isEmpty, algorithms.count == names.count,
+                Set(algorithms).count == algorithms.count
+            else {
+                throw OperatorError(
+                    message:
+                        "\(config!):\(node.mark?.line ?? 0): digest_algorithms must list MD5 and/or SHA-256, each once"
+                )
+            }
+            digestAlgorithms = algorithms
+        }
 
         let data = try data ?? string("data")
         let storeText = try store ?? string("store")
@@ -157,7 +176,8 @@ struct ServerOptions: ParsableArguments {
             logLevel: level,
             tcpIdleTimeout: tcpIdleTimeout,
             timerT1Milliseconds: timerT1Milliseconds,
-            notifyFailureLimit: notifyFailureLimit
+            notifyFailureLimit: notifyFailureLimit,
+            digestAlgorithms: digestAlgorithms
         )
     }
 

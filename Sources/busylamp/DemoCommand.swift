@@ -62,8 +62,11 @@ struct DemoOffice {
                 "  \(person.name.padding(toLength: 6, withPad: " ", startingAt: 0)) user \(number(person.extensionNumber))"
             text += "  extension \(person.extensionNumber)  password \(person.password)\n"
         }
-        text += "Use \(Self.domain) as the SIP domain and realm. Lamps (BLF) and simulated calls arrive with"
-        text += " the subscription and call layers; today the demo registers phones.\n"
+        text += "Use \(Self.domain) as the SIP domain and realm.\n"
+        text += "BLF keys: on Leo's phone, add keys of type BLF with the values 221, 222 and 223 (Event: dialog);"
+        text += " a buddy list with presence (Event: presence) works too. The lamps go green when the"
+        text += " watched phone registers; ringing and busy lamps come with the call layer (simulated calls"
+        text += " arrive with it).\n"
         return text
     }
 }

@@ -32,7 +32,9 @@ public struct Subscription: Sendable, Hashable, Identifiable {
     public var watcherNumber: String
     /// The watched line's number.
     public var targetNumber: String
-    /// `entity` of every body: the watched line's address of record, `sip:NUMBER@DOMAIN`.
+    /// `entity` of every body: the watched line's address of record as the phone wrote it in
+    /// the SUBSCRIBE's Request-URI (`sip:201@sip.busylamp.test`, `sip:6495550201@10.0.0.5`):
+    /// a phone matches NOTIFYs to its key by this string (Browser-Phone#370).
     public var entity: String
     /// The subscription's dialog: Call-ID, tags, CSeq of our NOTIFYs (never backwards, across
     /// restarts too), route set, remote target.

@@ -20,7 +20,15 @@ extension EndToEnd {
             // Bob's register and unregister must name the same contact (SIPp's address).
             let bobPort = try LoopbackSocket.freeUDPPort()
 
-            try await withServer("baresip") { server in
+            // The server is configured as an operator with baresip 1.0 phones would (README,
+            // `digest_algorithms`): its libre fails a request whose 401 names any algorithm but
+            // MD5 (BaresipProcess.knownProblems).
+            let configFile = FileManager.default.temporaryDirectory
+                .appendingPathComponent("busylamp-e2e-baresip-config-\(UUID().uuidString.prefix(8)).yaml")
+            try "digest_algorithms: [MD5]\n".write(to: configFile, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: configFile) }
+
+            try await withServer("baresip", extraArguments: ["--config", configFile.path]) { server in
                 let baresip = try BaresipProcess.start(against: server, as: watcher, watching: [watched])
                 do {
                     try await run(baresip, server: server, watched: watched, bobPort: bobPort)
@@ -28,7 +36,14 @@ extension EndToEnd {
                     try? await baresip.stop()
                     throw error
                 }
+                // 5. On SIGTERM baresip ends its subscription (an in-dialog SUBSCRIBE with Expires: 0,
+                // RFC 6665 unsubscribing), which the server accepts.
                 try await baresip.stop()
+                let unsubscribed = baresip.trace.messages.contains {
+                    $0.fromServer && $0.cseqMethod == "SUBSCRIBE" && $0.statusCode == 200 && $0.header("Expires") == "0"
+                }
+                let report = baresip.report(server: server)
+                #expect(unsubscribed, "baresip's un-SUBSCRIBE (Expires: 0) at shutdown got no 200\n\(report)")
             }
         }
 

@@ -76,6 +76,11 @@ public final class SIPServer: @unchecked Sendable {
     /// Subscription writes waiting for the next batch (newest state per subscription).
     var pendingSubscriptionWrites: [String: Subscription] = [:]
     var subscriptionWriteScheduled = false
+    /// Accepted subscriptions waiting for their durable write (group commit), and whether one
+    /// is on disk now.
+    var subscriptionsAwaitingWrite:
+        [(subscription: Subscription, completion: @Sendable (Result<Void, Error>) -> Void)] = []
+    var subscriptionWriteInFlight = false
     /// Each line's live bindings, by number: registered or not (PIDF open/closed), and the
     /// source addresses `same_network_only` compares with.
     var liveBindings: [String: [Binding]] = [:]

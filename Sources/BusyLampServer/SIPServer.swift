@@ -34,6 +34,8 @@ public final class SIPServer: @unchecked Sendable {
         public var serverName = "BusyLamp"
         /// RFC 3261 T1, T2, T4: every transaction timer derives from them.
         public var timers: SIPTimers = .rfc3261
+        /// Transactions kept at most (past it, new requests get 503 with Retry-After).
+        public var maximumTransactions = TransactionLayer.defaultMaximumTransactionCount
         /// How the notifier treats failing watchers and restarts.
         public var notifier = NotifierStateMachine.Settings()
         /// How often ended subscriptions are looked for: the granularity of expiry.
@@ -106,7 +108,10 @@ public final class SIPServer: @unchecked Sendable {
         self.registrationStore = registrationStore
         self.subscriptionStore = subscriptionStore
         self.logger = logger
-        self.transactions = TransactionLayer(timers: configuration.timers)
+        self.transactions = TransactionLayer(
+            timers: configuration.timers,
+            maximumTransactionCount: configuration.maximumTransactions
+        )
         self.notifier = NotifierStateMachine(directory: directory, settings: configuration.notifier)
         self.parser = SIPParser(limits: configuration.transport.parserLimits)
         self.transport = SIPTransport(eventLoop: eventLoop, configuration: configuration.transport, logger: logger)

@@ -60,6 +60,7 @@ enum ServerLauncher {
         configuration.timers = SIPTimers(t1: .milliseconds(resolved.timerT1Milliseconds))
         configuration.notifier.maximumConsecutiveFailures = resolved.notifyFailureLimit
         configuration.digestPolicy.algorithms = resolved.digestAlgorithms
+        configuration.maximumTransactions = resolved.maximumTransactions
         let server = SIPServer(
             eventLoop: group.next(),
             directory: directory,

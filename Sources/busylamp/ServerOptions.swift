@@ -3,6 +3,7 @@ import BusyLampCore
 import Foundation
 import Logging
 import SIPAuth
+import SIPTransactions
 import SIPTransportNIO
 import Yams
 
@@ -50,6 +51,8 @@ struct ServerOptions: ParsableArguments {
         var notifyFailureLimit: Int
         /// The digest challenges of a 401, in order (config file only; default MD5, then SHA-256).
         var digestAlgorithms: [DigestAlgorithm]
+        /// The bound on SIP transactions kept at once (config file only).
+        var maximumTransactions: Int
     }
 
     enum StoreLocation {
@@ -59,7 +62,7 @@ struct ServerOptions: ParsableArguments {
     /// Keys a config file may hold: the options' long names in snake_case.
     static let configKeys: Set<String> = [
         "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
-        "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms",
+        "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms", "max_transactions",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -134,6 +137,10 @@ struct ServerOptions: ParsableArguments {
         }
         let timerT1Milliseconds = try positiveInteger("sip_timer_t1_ms", default: 500)
         let notifyFailureLimit = try positiveInteger("notify_failure_limit", default: 3)
+        let maximumTransactions = try positiveInteger(
+            "max_transactions",
+            default: TransactionLayer.defaultMaximumTransactionCount
+        )
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
         var digestAlgorithms = DigestPolicy.default.algorithms
@@ -177,7 +184,8 @@ struct ServerOptions: ParsableArguments {
             tcpIdleTimeout: tcpIdleTimeout,
             timerT1Milliseconds: timerT1Milliseconds,
             notifyFailureLimit: notifyFailureLimit,
-            digestAlgorithms: digestAlgorithms
+            digestAlgorithms: digestAlgorithms,
+            maximumTransactions: maximumTransactions
         )
     }
 

@@ -543,7 +543,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--domain", default="sip.busylamp.test")
     ap.add_argument("--servers", nargs="+", default=["busylamp", "kamailio"], choices=["busylamp", "kamailio"])
-    ap.add_argument("--busylamp-rates", nargs="+", type=int, default=[400, 500, 1000])
+    ap.add_argument("--busylamp-rates", nargs="+", type=int, default=[500, 1000, 2000, 3000, 4000, 6000])
     ap.add_argument("--kamailio-rates", nargs="+", type=int, default=[400, 1000, 2000, 4000, 6000, 8000, 10000, 12000, 15000, 20000])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--calls", type=int, default=0, help="subscriptions per run (default: every watcher once)")

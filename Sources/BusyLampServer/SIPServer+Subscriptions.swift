@@ -276,6 +276,7 @@ extension SIPServer {
     private func sendNotify(_ notify: SIPRequest, subscriptionID: String, to destination: SIPPeer) {
         var request = notify
         guard let flow = flow(to: destination, like: nil) else {
+            logger.warning("NOTIFY not sent: no route to the watcher", metadata: ["sub.id": "\(subscriptionID)"])
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             return
         }
@@ -289,7 +290,13 @@ extension SIPServer {
         request.headers.add(.userAgent, configuration.serverName)
         let actions = transactions.sendRequest(request, to: destination)
         for case .transaction(let key, _, _) in actions { notifyTransactions[key] = subscriptionID }
-        if actions.contains(where: { if case .refused = $0 { return true } else { return false } }) {
+        for case .refused(_, let reason) in actions {
+            // The transaction table is full (or the branch collides): the NOTIFY is not sent.
+            Counter(label: "busylamp_notify_refused_total", dimensions: [("reason", "\(reason)")]).increment()
+            logger.warning(
+                "NOTIFY not sent",
+                metadata: ["sub.id": "\(subscriptionID)", "sip.reason": "\(reason)"]
+            )
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             return
         }

@@ -243,6 +243,7 @@ public final class SIPServer: @unchecked Sendable {
             case .discardStrayResponse, .discardUnmatchable:
                 transport.countDrop(.noRoute)
             case .rejectWithServiceUnavailable(let request, _):
+                Counter(label: "busylamp_sip_overload_rejections_total").increment()
                 guard let flow else { continue }
                 var response = SIPResponse(replyingTo: request, statusCode: 503, toTag: Self.makeTag())
                 response.headers.add(.retryAfter, "5")

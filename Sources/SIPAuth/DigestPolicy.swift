@@ -41,7 +41,10 @@ public struct DigestPolicy: Sendable, Hashable {
     /// tracked (about 1 MB; far more than a deployment registers within one nonce lifetime).
     public static let `default` = DigestPolicy()
 
-    /// 10,000 nonces: a nonce is tracked from its first use until it expires, so this bounds
-    /// authentications with distinct nonces per `nonceLifetime`, not phones.
-    public static let defaultMaximumTrackedNonces = 10_000
+    /// 100,000 nonces: a nonce is tracked from its first use until it expires, so this bounds
+    /// authentications with distinct nonces per `nonceLifetime` (300 s), not phones. Past it the
+    /// oldest are forgotten, and with them every nonce issued in the same second or before
+    /// (answered `stale=true`): 10,000 did that to challenges answered a second late under a
+    /// 10,000 SUBSCRIBE/s burst. About 150 bytes each, so 15 MB at most.
+    public static let defaultMaximumTrackedNonces = 100_000
 }

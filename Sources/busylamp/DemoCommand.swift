@@ -64,9 +64,9 @@ struct DemoOffice {
         }
         text += "Use \(Self.domain) as the SIP domain and realm.\n"
         text += "BLF keys: on Leo's phone, add keys of type BLF with the values 221, 222 and 223 (Event: dialog);"
-        text += " a buddy list with presence (Event: presence) works too. The lamps go green when the"
-        text += " watched phone registers; ringing and busy lamps come with the call layer (simulated calls"
-        text += " arrive with it).\n"
+        text += " the lamps show idle (green) at once. A buddy list with presence (Event: presence) shows a"
+        text += " colleague online while their phone is registered. Ringing and busy lamps come with the"
+        text += " call layer (simulated calls arrive with it).\n"
         return text
     }
 }

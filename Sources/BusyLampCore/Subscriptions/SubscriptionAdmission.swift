@@ -224,14 +224,9 @@ public struct SubscriptionAdmission: Sendable {
                 Refusal(code: .unknownTarget, statusCode: 404, reasonPhrase: "Target Domain Not Served Here")
             )
         }
-        if let line = directory.line(accountID: watcher.accountID, extensionNumber: user) {
-            return .success(line)
-        }
-        if let line = directory.line(number: user) { return .success(line) }
-        // `+6495550201` (E.164 with its plus, as some phones write numbers) is the same number.
-        if user.hasPrefix("+"), let line = directory.line(number: String(user.dropFirst())) {
-            return .success(line)
-        }
+        // PRODUCT.md rule 6: an extension of the watcher's account first, then a number (with or
+        // without its E.164 plus) anywhere on the platform; the same lookup as dialing.
+        if let line = directory.line(dialed: user, accountID: watcher.accountID) { return .success(line) }
         return .failure(Refusal(code: .unknownTarget, statusCode: 404, reasonPhrase: "Unknown Target"))
     }
 

@@ -123,12 +123,17 @@ extension SIPServer {
         return (liveBindings[number] ?? []).filter { $0.expiresAt > now }.map(\.source.host)
     }
 
-    /// Removes expired bindings from the store; lines left without one become unregistered.
-    func sweepExpiredBindings() {
-        let now = Date()
+    /// Lines whose last binding just expired become unregistered (called every second, with
+    /// the subscription sweep, so that PIDF turns `closed` on time).
+    func expireLiveBindings(now: Date) {
         for (aor, bindings) in liveBindings where bindings.contains(where: { $0.expiresAt <= now }) {
             bindingsChanged(aor: aor, to: bindings, now: now)
         }
+    }
+
+    /// Removes expired bindings from the store (the in-memory view is `expireLiveBindings`).
+    func sweepExpiredBindings() {
+        let now = Date()
         let store = registrationStore
         storeThread.runIfActive(eventLoop: eventLoop) { try store.removeExpired(now: now) }
             .whenComplete { [logger] result in

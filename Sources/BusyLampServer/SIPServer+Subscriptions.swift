@@ -52,20 +52,15 @@ extension SIPServer {
                 refuse(request, key: key, refusal)
             case .success(let accepted):
                 subscription.expiresAt = now.addingTimeInterval(TimeInterval(accepted.grantedExpires))
+                let response = acceptance(of: request, expires: accepted.grantedExpires, flow: flow)
                 if accepted.grantedExpires == 0 {
                     // RFC 6665 §4.2.1.4: unsubscribing is a refresh to zero; the final NOTIFY follows.
-                    respond(to: request, key: key, status: 200, headers: subscriptionHeaders(expires: 0, flow: flow))
+                    execute(transactions.sendResponse(response, for: key), flow: flow)
                     execute(notifier.unsubscribe(id: id, now: now))
                     return
                 }
                 let expiresAt = subscription.expiresAt
-                persistThenAnswer(
-                    subscription,
-                    request: request,
-                    key: key,
-                    expires: accepted.grantedExpires,
-                    flow: flow
-                ) { [self] in
+                persistThenAnswer(subscription, with: response, to: request, key: key, flow: flow) { [self] in
                     execute(notifier.refresh(id: id, expiresAt: expiresAt, now: Date()) ?? [])
                 }
             }
@@ -87,12 +82,7 @@ extension SIPServer {
         case .success(let value):
             accepted = value
         }
-        let toTag = Self.makeTag()
-        var response = SIPResponse(replyingTo: request, statusCode: 200, toTag: toTag)
-        for field in subscriptionHeaders(expires: accepted.grantedExpires, flow: flow) {
-            response.headers.add(field.name, field.value)
-        }
-        response.headers.add(.server, configuration.serverName)
+        let response = acceptance(of: request, expires: accepted.grantedExpires, flow: flow)
         guard let dialog = Dialog(uasRequest: request, response: response, receivedOverTLS: flow.transport == .tls)
         else {
             countRefusal("SUBSCRIBE", reason: "no_contact")
@@ -119,47 +109,33 @@ extension SIPServer {
             execute(notifier.add(subscription, now: now))
             return
         }
-        let ok = response
-        persist(subscription) { [self] result in
-            switch result {
-            case .success:
-                execute(transactions.sendResponse(ok, for: key), flow: flow)
-                logger.debug(
-                    "Subscribed",
-                    metadata: [
-                        "sub.id": "\(subscription.id)", "line": "\(subscription.targetNumber)",
-                        "sub.watcher": "\(watcher.number)", "sub.event": "\(accepted.event.rawValue)",
-                    ]
-                )
-                execute(notifier.add(subscription, now: Date()))
-            case .failure(let error):
-                logger.error(
-                    "Subscription store failed",
-                    metadata: ["sub.id": "\(subscription.id)", "error": "\(error)"]
-                )
-                respond(to: request, key: key, status: 500, reason: "Subscription Not Stored")
-            }
+        persistThenAnswer(subscription, with: response, to: request, key: key, flow: flow) { [self] in
+            logger.debug(
+                "Subscribed",
+                metadata: [
+                    "sub.id": "\(subscription.id)", "line": "\(subscription.targetNumber)",
+                    "sub.watcher": "\(watcher.number)", "sub.event": "\(accepted.event.rawValue)",
+                ]
+            )
+            execute(notifier.add(subscription, now: Date()))
         }
     }
 
+    /// Persist, then answer `response`, then `then`; a failed write is answered 500 instead.
     private func persistThenAnswer(
         _ subscription: Subscription,
-        request: SIPRequest,
+        with response: SIPResponse,
+        to request: SIPRequest,
         key: TransactionKey,
-        expires: Int,
         flow: SIPFlow,
         then: @escaping @Sendable () -> Void
     ) {
+        // This write carries the newest CSeq and version too: a batched one would only repeat it.
         pendingSubscriptionWrites[subscription.id] = nil
         persist(subscription) { [self] result in
             switch result {
             case .success:
-                respond(
-                    to: request,
-                    key: key,
-                    status: 200,
-                    headers: subscriptionHeaders(expires: expires, flow: flow)
-                )
+                execute(transactions.sendResponse(response, for: key), flow: flow)
                 then()
             case .failure(let error):
                 logger.error(
@@ -217,12 +193,14 @@ extension SIPServer {
         )
     }
 
-    /// Expires and our Contact: the target of the phone's refreshes (RFC 6665 §4.2.1.1).
-    private func subscriptionHeaders(expires: Int, flow: SIPFlow) -> [SIPHeaders.Field] {
-        [
-            SIPHeaders.Field(name: .expires, value: String(expires)),
-            SIPHeaders.Field(name: .contact, value: "<\(localURI(for: flow))>"),
-        ]
+    /// The 200 of an accepted SUBSCRIBE: the granted Expires and our Contact, the target of the
+    /// phone's refreshes (RFC 6665 §4.2.1.1). A refresh keeps its dialog's To tag.
+    private func acceptance(of request: SIPRequest, expires: Int, flow: SIPFlow) -> SIPResponse {
+        var response = SIPResponse(replyingTo: request, statusCode: 200, toTag: Self.makeTag())
+        response.headers.add(.expires, String(expires))
+        response.headers.add(.contact, "<\(localURI(for: flow))>")
+        response.headers.add(.server, configuration.serverName)
+        return response
     }
 
     /// Takes a few seconds off a granted expiry at random (at most `expiryJitterFraction`).
@@ -333,9 +311,7 @@ extension SIPServer {
     /// Ends expired subscriptions, and marks lines whose last binding just expired as unregistered.
     func sweepEndedSubscriptions() {
         let now = Date()
-        for (aor, bindings) in liveBindings where bindings.contains(where: { $0.expiresAt <= now }) {
-            bindingsChanged(aor: aor, to: bindings, now: now)
-        }
+        expireLiveBindings(now: now)
         execute(notifier.expire(now: now))
         Gauge(label: "busylamp_subscriptions_active").record(notifier.count)
     }

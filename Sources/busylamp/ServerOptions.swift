@@ -114,18 +114,6 @@ struct ServerOptions: ParsableArguments {
             )
         }
 
-        var idle = tcpIdleTimeout
-        if idle == nil, let node = file["tcp_idle_timeout"] {
-            guard let value = node.int else {
-                throw OperatorError(
-                    message: "\(config!):\(node.mark?.line ?? 0): tcp_idle_timeout must be a number of seconds"
-                )
-            }
-            idle = value
-        }
-        let tcpIdleTimeout = idle ?? 180
-        guard tcpIdleTimeout > 0 else { throw OperatorError(message: "--tcp-idle-timeout must be above 0") }
-
         func positiveInteger(_ key: String, default value: Int) throws -> Int {
             guard let node = file[key] else { return value }
             guard let number = node.int, number > 0 else {
@@ -135,6 +123,9 @@ struct ServerOptions: ParsableArguments {
             }
             return number
         }
+        let tcpIdleTimeout = try tcpIdleTimeout ?? positiveInteger("tcp_idle_timeout", default: 180)
+        guard tcpIdleTimeout > 0 else { throw OperatorError(message: "--tcp-idle-timeout must be above 0") }
+
         let timerT1Milliseconds = try positiveInteger("sip_timer_t1_ms", default: 500)
         let notifyFailureLimit = try positiveInteger("notify_failure_limit", default: 3)
         let maximumTransactions = try positiveInteger(

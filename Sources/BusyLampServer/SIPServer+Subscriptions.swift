@@ -100,8 +100,7 @@ extension SIPServer {
             userAgent: request.headers[.userAgent],
             createdAt: now
         )
-        Counter(label: "busylamp_subscriptions_accepted_total", dimensions: [("event", accepted.event.rawValue)])
-            .increment()
+        counters.increment("busylamp_subscriptions_accepted_total", [("event", accepted.event.rawValue)])
         guard accepted.grantedExpires > 0 else {
             // RFC 6665 §4.4.3: `Expires: 0` on a new subscription fetches the state once; there
             // is nothing to keep.
@@ -224,8 +223,7 @@ extension SIPServer {
                 scheduleSubscriptionWrite()
             case .remove(let subscription, let reason):
                 pendingSubscriptionWrites[subscription.id] = nil
-                Counter(label: "busylamp_subscriptions_ended_total", dimensions: [("reason", reason.rawValue)])
-                    .increment()
+                counters.increment("busylamp_subscriptions_ended_total", [("reason", reason.rawValue)])
                 logger.debug(
                     "Subscription ended",
                     metadata: ["sub.id": "\(subscription.id)", "sub.reason": "\(reason.rawValue)"]
@@ -240,7 +238,7 @@ extension SIPServer {
                     }
             case .oversizeNotify(let subscriptionID, let bytes):
                 // RFC 3261 §18.1.1: a UDP request this large may be fragmented and lost.
-                Counter(label: "busylamp_notify_oversize_udp_total").increment()
+                counters.increment("busylamp_notify_oversize_udp_total")
                 logger.warning(
                     "NOTIFY larger than is safe over UDP",
                     metadata: ["sub.id": "\(subscriptionID)", "sip.bytes": "\(bytes)"]
@@ -270,7 +268,7 @@ extension SIPServer {
         for case .transaction(let key, _, _) in actions { notifyTransactions[key] = subscriptionID }
         for case .refused(_, let reason) in actions {
             // The transaction table is full (or the branch collides): the NOTIFY is not sent.
-            Counter(label: "busylamp_notify_refused_total", dimensions: [("reason", "\(reason)")]).increment()
+            counters.increment("busylamp_notify_refused_total", [("reason", "\(reason)")])
             logger.warning(
                 "NOTIFY not sent",
                 metadata: ["sub.id": "\(subscriptionID)", "sip.reason": "\(reason)"]
@@ -278,7 +276,7 @@ extension SIPServer {
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             return
         }
-        Counter(label: "busylamp_notify_sent_total").increment()
+        counters.increment("busylamp_notify_sent_total")
         execute(actions, flow: nil)
     }
 

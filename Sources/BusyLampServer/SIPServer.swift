@@ -70,6 +70,7 @@ public final class SIPServer: @unchecked Sendable {
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
     private var sweepTasks: [RepeatedTask] = []
+    let counters = CounterCache()
 
     // Subscriptions (SIPServer+Subscriptions.swift)
     var notifier: NotifierStateMachine
@@ -217,7 +218,7 @@ public final class SIPServer: @unchecked Sendable {
 
     /// RFC 4475 §3.1.2: answer 400 naming the fault when enough is readable, else drop.
     private func refuseUnparseable(_ error: SIPParseError, flow: SIPFlow) {
-        Counter(label: "busylamp_sip_parse_errors_total", dimensions: [("reason", error.code.rawValue)]).increment()
+        counters.increment("busylamp_sip_parse_errors_total", [("reason", error.code.rawValue)])
         logger.debug(
             "Unparseable message",
             metadata: ["sip.peer": "\(flow)", "sip.error": "\(error.reasonPhrase)"]
@@ -243,7 +244,7 @@ public final class SIPServer: @unchecked Sendable {
             case .discardStrayResponse, .discardUnmatchable:
                 transport.countDrop(.noRoute)
             case .rejectWithServiceUnavailable(let request, _):
-                Counter(label: "busylamp_sip_overload_rejections_total").increment()
+                counters.increment("busylamp_sip_overload_rejections_total")
                 guard let flow else { continue }
                 var response = SIPResponse(replyingTo: request, statusCode: 503, toTag: Self.makeTag())
                 response.headers.add(.retryAfter, "5")
@@ -347,8 +348,7 @@ public final class SIPServer: @unchecked Sendable {
     // MARK: Requests
 
     private func handleRequest(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
-        Counter(label: "busylamp_sip_requests_total", dimensions: [("method", Self.metricMethod(request.method))])
-            .increment()
+        counters.increment("busylamp_sip_requests_total", [("method", Self.metricMethod(request.method))])
         // RFC 3261 §8.2.1: a method we have never heard of gets 501.
         guard SIPMethod.known.contains(request.method) else {
             return respond(to: request, key: key, status: 501, includeCapabilities: true)
@@ -408,10 +408,10 @@ public final class SIPServer: @unchecked Sendable {
     }
 
     func countRefusal(_ method: String, reason: String) {
-        Counter(
-            label: "busylamp_sip_refusals_total",
-            dimensions: [("method", Self.metricMethod(SIPMethod(method))), ("reason", reason)]
-        ).increment()
+        counters.increment(
+            "busylamp_sip_refusals_total",
+            [("method", Self.metricMethod(SIPMethod(method))), ("reason", reason)]
+        )
     }
 
     // MARK: Helpers

@@ -12,16 +12,33 @@ import SIPTransportNIO
 extension SIPServer {
     /// The line that signed `request`, or `nil` after answering it with a challenge (401) or
     /// a 400 for unreadable credentials.
-    func authenticatedLine(_ request: SIPRequest, key: TransactionKey) -> Line? {
+    /// Who asks for credentials: a registrar or notifier as the user agent server (401 with
+    /// WWW-Authenticate, answered in Authorization), or the B2BUA as the first hop of a call
+    /// (RFC 3261 §22.3: 407 with Proxy-Authenticate, answered in Proxy-Authorization, as phones
+    /// expect from the server their INVITEs go to).
+    enum ChallengeRole {
+        case userAgentServer
+        case proxy
+
+        var credentialsHeader: SIPHeaderName { self == .proxy ? .proxyAuthorization : .authorization }
+        var challengeHeader: SIPHeaderName { self == .proxy ? .proxyAuthenticate : .wwwAuthenticate }
+        var challengeStatus: Int { self == .proxy ? 407 : 401 }
+    }
+
+    func authenticatedLine(
+        _ request: SIPRequest,
+        key: TransactionKey,
+        as role: ChallengeRole = .userAgentServer
+    ) -> Line? {
         let directory = self.directory
         let outcome = authenticator.verify(
             request: request,
-            headerName: .authorization,
+            headerName: role.credentialsHeader,
             ha1Lookup: { username, algorithm in directory.line(number: username)?.credentials[algorithm] },
             now: Date()
         )
         guard case .authenticated(let username) = outcome, let line = directory.line(number: username) else {
-            challenge(request, key: key, outcome: outcome)
+            challenge(request, key: key, outcome: outcome, as: role)
             return nil
         }
         return line
@@ -76,7 +93,12 @@ extension SIPServer {
     }
 
     /// 401 with our challenges, or 400 when the credentials cannot be read.
-    func challenge(_ request: SIPRequest, key: TransactionKey, outcome: DigestOutcome) {
+    func challenge(
+        _ request: SIPRequest,
+        key: TransactionKey,
+        outcome: DigestOutcome,
+        as role: ChallengeRole = .userAgentServer
+    ) {
         let reason: String
         switch outcome {
         case .malformed(let error):
@@ -85,7 +107,7 @@ extension SIPServer {
                 to: request,
                 key: key,
                 status: 400,
-                reason: "Malformed Authorization: \(error.code.rawValue)"
+                reason: "Malformed \(role.credentialsHeader): \(error.code.rawValue)"
             )
         case .authenticated: reason = "unknown_line"
         case .stale: reason = "stale_nonce"
@@ -99,9 +121,9 @@ extension SIPServer {
         // RFC 2617 §3.2.1 and PRODUCT.md rule 5: a stale nonce gets a fresh challenge with
         // stale=true, never a bare 401.
         let headers = authenticator.challengeHeaders(stale: outcome == .stale, now: Date()).map {
-            SIPHeaders.Field(name: .wwwAuthenticate, value: $0)
+            SIPHeaders.Field(name: role.challengeHeader, value: $0)
         }
-        respond(to: request, key: key, status: 401, headers: headers)
+        respond(to: request, key: key, status: role.challengeStatus, headers: headers)
     }
 
     // MARK: Registration state

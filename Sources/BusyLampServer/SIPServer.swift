@@ -46,6 +46,8 @@ public final class SIPServer: @unchecked Sendable {
         /// At most this fraction of a granted subscription expiry is taken off at random, so
         /// that phones subscribed together do not all refresh together (PHONES.md).
         public var expiryJitterFraction: Double = 0.05
+        /// No answer in this time: the callee's phones get CANCEL and the caller 480.
+        public var ringTimeout: Duration = .seconds(60)
         public init() {}
     }
 
@@ -63,9 +65,9 @@ public final class SIPServer: @unchecked Sendable {
     var transactions: TransactionLayer
     var authenticator: DigestAuthenticator
     var registrar: Registrar
-    let capabilities = ServerCapabilities.blf
+    let capabilities = ServerCapabilities.blfAndCalls
     /// The flow each server transaction's request came over: its responses go back along it.
-    private var inboundFlows: [TransactionKey: SIPFlow] = [:]
+    var inboundFlows: [TransactionKey: SIPFlow] = [:]
     private var timers: [TimerSlot: Scheduled<Void>] = [:]
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
@@ -87,6 +89,12 @@ public final class SIPServer: @unchecked Sendable {
     /// Each line's live bindings, by number: registered or not (PIDF open/closed), and the
     /// source addresses `same_network_only` compares with.
     var liveBindings: [String: [Binding]] = [:]
+
+    // Calls (SIPServer+Calls.swift)
+    var b2bua: B2BUAStateMachine
+    /// The client transactions calls sent, and the branch each call knows them by.
+    var callTransactions: [TransactionKey: String] = [:]
+    var callTimers: [CallTimerSlot: Scheduled<Void>] = [:]
 
     private struct TimerSlot: Hashable {
         var key: TransactionKey
@@ -114,6 +122,10 @@ public final class SIPServer: @unchecked Sendable {
             maximumTransactionCount: configuration.maximumTransactions
         )
         self.notifier = NotifierStateMachine(directory: directory, settings: configuration.notifier)
+        var callSettings = CallStateMachine.Settings(domain: directory.platform.domain)
+        callSettings.ringTimeout = configuration.ringTimeout
+        callSettings.timers = configuration.timers
+        self.b2bua = B2BUAStateMachine(settings: callSettings)
         self.parser = SIPParser(limits: configuration.transport.parserLimits)
         self.transport = SIPTransport(eventLoop: eventLoop, configuration: configuration.transport, logger: logger)
         self.storeThread = NIOThreadPool(numberOfThreads: 1)
@@ -238,9 +250,8 @@ public final class SIPServer: @unchecked Sendable {
             switch action {
             case .transaction(let key, let transactionAction, let peer):
                 execute(transactionAction, key: key, peer: peer, flow: flow ?? inboundFlows[key])
-            case .deliverACK:
-                // An ACK for a 2xx belongs to a dialog; there are no INVITE dialogs yet.
-                break
+            case .deliverACK(let ack, _):
+                handleACK(ack)
             case .discardStrayResponse, .discardUnmatchable:
                 transport.countDrop(.noRoute)
             case .rejectWithServiceUnavailable(let request, _):
@@ -277,6 +288,7 @@ public final class SIPServer: @unchecked Sendable {
             guard let flow else { return }
             handleRequest(request, key: key, flow: flow)
         case .deliverToTransactionUser(.response(let response)):
+            if callResponseArrived(response, key: key) { return }
             if let subscriptionID = notifyTransactions[key], response.statusCode >= 200 {
                 notifyTransactions[key] = nil
                 execute(
@@ -298,12 +310,15 @@ public final class SIPServer: @unchecked Sendable {
             timers.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
         case .timeout, .transportError:
             logger.debug("Transaction failed", metadata: ["sip.transaction": "\(key)", "sip.event": "\(action)"])
+            // RFC 3261 §8.1.3.1: a timeout counts as 408, a transport failure as 503.
+            callRequestFailed(key: key, status: action == .timeout ? 408 : 503)
             if let subscriptionID = notifyTransactions.removeValue(forKey: key) {
                 execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             }
         case .terminated:
             inboundFlows[key] = nil
             notifyTransactions[key] = nil
+            callTransactions[key] = nil
             for timer in TransactionTimer.allCases {
                 timers.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
             }
@@ -361,8 +376,9 @@ public final class SIPServer: @unchecked Sendable {
         // RFC 3261 §8.2.2.1: "If the Request-URI does not identify an address that the UAS is
         // willing to accept requests for, it SHOULD reject the request with a 404".
         // SUBSCRIBE is authenticated first and its admission checks the host in the order issue 3
-        // gives (digest, event, Accept, target), so that a refusal always says the first fault.
-        guard isLocal(request.uri) || request.method == .subscribe else {
+        // gives (digest, event, Accept, target), so that a refusal always says the first fault;
+        // INVITE likewise identifies its caller before `CallRouting` checks the host.
+        guard isLocal(request.uri) || request.method == .subscribe || request.method == .invite else {
             countRefusal(request.method.rawValue, reason: "foreign_domain")
             return respond(to: request, key: key, status: 404, reason: "Domain Not Served Here")
         }
@@ -383,9 +399,13 @@ public final class SIPServer: @unchecked Sendable {
             handleRegister(request, key: key, flow: flow)
         case .subscribe:
             handleSubscribe(request, key: key, flow: flow)
+        case .invite:
+            handleInvite(request, key: key, flow: flow)
         case .cancel:
-            // §9.2: a CANCEL that matches no transaction of ours gets 481.
-            respond(to: request, key: key, status: 481)
+            handleCancel(request, key: key)
+        case _ where request.to?.tag != nil:
+            // BYE, UPDATE, INFO, PRACK, … in a call's dialog (481 when it names none).
+            handleInDialogRequest(request, key: key)
         default:
             // §8.2.1: a method we know but do not serve gets 405 with Allow.
             respond(to: request, key: key, status: 405, includeCapabilities: true)

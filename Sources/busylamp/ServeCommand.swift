@@ -61,6 +61,7 @@ enum ServerLauncher {
         configuration.notifier.maximumConsecutiveFailures = resolved.notifyFailureLimit
         configuration.digestPolicy.algorithms = resolved.digestAlgorithms
         configuration.maximumTransactions = resolved.maximumTransactions
+        configuration.ringTimeout = .seconds(resolved.ringTimeoutSeconds)
         let server = SIPServer(
             eventLoop: group.next(),
             directory: directory,

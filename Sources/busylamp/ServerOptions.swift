@@ -53,6 +53,8 @@ struct ServerOptions: ParsableArguments {
         var digestAlgorithms: [DigestAlgorithm]
         /// The bound on SIP transactions kept at once (config file only).
         var maximumTransactions: Int
+        /// Seconds a call rings before the caller gets 480 (config file only).
+        var ringTimeoutSeconds: Int
     }
 
     enum StoreLocation {
@@ -63,6 +65,7 @@ struct ServerOptions: ParsableArguments {
     static let configKeys: Set<String> = [
         "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
         "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms", "max_transactions",
+        "ring_timeout",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -132,6 +135,7 @@ struct ServerOptions: ParsableArguments {
             "max_transactions",
             default: TransactionLayer.defaultMaximumTransactionCount
         )
+        let ringTimeoutSeconds = try positiveInteger("ring_timeout", default: 60)
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
         var digestAlgorithms = DigestPolicy.default.algorithms
@@ -176,7 +180,8 @@ struct ServerOptions: ParsableArguments {
             timerT1Milliseconds: timerT1Milliseconds,
             notifyFailureLimit: notifyFailureLimit,
             digestAlgorithms: digestAlgorithms,
-            maximumTransactions: maximumTransactions
+            maximumTransactions: maximumTransactions,
+            ringTimeoutSeconds: ringTimeoutSeconds
         )
     }
 

@@ -42,6 +42,14 @@ public struct ServerCapabilities: Sendable, Hashable {
         supportedExtensions: []
     )
 
+    /// The BLF server that carries its lines' calls (issue 4): the call methods a B2BUA relays.
+    public static let blfAndCalls = ServerCapabilities(
+        allowedMethods: [.invite, .ack, .cancel, .bye, .options, .register, .subscribe, .update, .info, .prack],
+        acceptedContentTypes: ["application/sdp"],
+        eventPackages: EventPackage.allCases.map(\.rawValue),
+        supportedExtensions: ["replaces"]
+    )
+
     /// Adds Allow, Accept, Allow-Events and Supported to `headers`. Accept and Supported may be
     /// empty (RFC 3261 §20.1: an empty Accept means no body is accepted); Allow-Events needs at
     /// least one package, so it is left out while there is none.

@@ -1,0 +1,216 @@
+import BusyLampCore
+import Foundation
+import NIOCore
+import SIPCore
+import SIPTransactions
+import SIPTransportNIO
+
+/// Calls: INVITEs are identified (a trunk by its address, a line by digest with 407), routed
+/// (``CallRouting``), and carried by the B2BUA (``B2BUAStateMachine``); its actions are carried
+/// out here, and every line dialog it reports feeds the notifier, so the lamps follow the calls.
+extension SIPServer {
+    // MARK: Requests
+
+    func handleInvite(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
+        if request.to?.tag != nil {
+            return handleInDialogRequest(request, key: key)
+        }
+        let peer = SIPPeer(flow)
+        let caller: CallRouting.Caller
+        let party: CallStateMachine.Party
+        if let trunk = directory.trunk(from: peer) {
+            caller = .trunk(trunk)
+            var identity = request.from ?? NameAddress(uri: request.uri)
+            identity.tag = nil
+            party = CallStateMachine.Party(line: nil, identity: identity)
+        } else {
+            // RFC 3261 §22.3: a proxy-like server challenges with 407 and Proxy-Authenticate.
+            guard let line = authenticatedLine(request, key: key, as: .proxy) else { return }
+            caller = .line(line)
+            party = CallStateMachine.Party(line: line, identity: identity(of: line))
+        }
+        let invite = CallStateMachine.IncomingInvite(request: request, transaction: key, peer: peer, party: party)
+        if let replaces = request.headers[.replaces] {
+            guard let parsed = Replaces(replaces) else {
+                return respond(to: request, key: key, status: 400, reason: "Malformed Replaces")
+            }
+            counters.increment("busylamp_calls_pickups_total", [("kind", "replaces")])
+            return execute(b2bua.pickUp(.replaces(parsed), by: invite))
+        }
+        let routing = CallRouting(directory: directory)
+        switch routing.route(request.uri, from: caller, isLocalHost: { self.isLocal(host: $0) }) {
+        case .failure(let refusal):
+            countRefusal("invite", reason: refusal.code.rawValue)
+            respond(to: request, key: key, status: refusal.statusCode, reason: refusal.reasonPhrase)
+        case .success(.line(let line)):
+            counters.increment("busylamp_calls_started_total", [("to", "line")])
+            let destinations = liveBindings(of: line.number).compactMap { binding in
+                SIPURI(binding.contact).map { CallStateMachine.Destination(requestURI: $0, peer: binding.source) }
+            }
+            execute(
+                b2bua.placeCall(
+                    caller: invite,
+                    calleeLine: line,
+                    calleeIdentity: identity(of: line),
+                    destinations: destinations,
+                    now: Date()
+                )
+            )
+        case .success(.trunk(let trunk, let number)):
+            counters.increment("busylamp_calls_started_total", [("to", "trunk")])
+            let host = trunk.host.contains(":") ? "[\(trunk.host)]" : trunk.host
+            var uri = SIPURI(scheme: "sip", user: number, host: host, port: trunk.port)
+            if trunk.transport == .tcp { uri.parameters.set("transport", "tcp") }
+            let peer = SIPPeer(
+                transport: trunk.transport == .tcp ? .tcp : .udp,
+                host: trunk.host,
+                port: trunk.port
+            )
+            execute(
+                b2bua.placeCall(
+                    caller: invite,
+                    calleeLine: nil,
+                    calleeIdentity: NameAddress(uri: uri),
+                    destinations: [CallStateMachine.Destination(requestURI: uri, peer: peer)],
+                    now: Date()
+                )
+            )
+        case .success(.directedPickup(let target)):
+            counters.increment("busylamp_calls_pickups_total", [("kind", "directed")])
+            execute(b2bua.pickUp(.directed(target: target), by: invite))
+        case .success(.groupPickup(let accountID, let group)):
+            counters.increment("busylamp_calls_pickups_total", [("kind", "group")])
+            execute(b2bua.pickUp(.group(accountID: accountID, group: group), by: invite))
+        }
+    }
+
+    /// BYE, re-INVITE, UPDATE, INFO, PRACK… in a call's dialog; 481 when it names none
+    /// (RFC 3261 §12.2.2).
+    func handleInDialogRequest(_ request: SIPRequest, key: TransactionKey) {
+        guard let actions = b2bua.receivedRequest(request, transaction: key) else {
+            return respond(to: request, key: key, status: 481, reason: "Call/Transaction Does Not Exist")
+        }
+        execute(actions)
+    }
+
+    /// RFC 3261 §9.2: CANCEL is answered 200 when it matches an INVITE of ours (and the INVITE
+    /// then gets 487 from its call), 481 otherwise.
+    func handleCancel(_ request: SIPRequest, key: TransactionKey) {
+        guard let invite = transactions.inviteTransaction(forCancel: request),
+            let actions = b2bua.receivedCancel(forInvite: invite)
+        else {
+            return respond(to: request, key: key, status: 481)
+        }
+        respond(to: request, key: key, status: 200)
+        execute(actions)
+    }
+
+    /// The ACK for a 2xx belongs to a call's dialog.
+    func handleACK(_ ack: SIPRequest) {
+        execute(b2bua.receivedACK(ack))
+    }
+
+    /// What the callee sees of a line: its name and `sip:NUMBER@DOMAIN`.
+    private func identity(of line: Line) -> NameAddress {
+        NameAddress(
+            displayName: line.name.isEmpty ? nil : line.name,
+            uri: SIPURI(scheme: "sip", user: line.number, host: directory.platform.domain)
+        )
+    }
+
+    private func liveBindings(of number: String) -> [Binding] {
+        let now = Date()
+        return (liveBindings[number] ?? []).filter { $0.expiresAt > now }
+    }
+
+    // MARK: Responses and failures of our requests
+
+    /// A response to a request a call sent; `false` when the transaction is not a call's.
+    func callResponseArrived(_ response: SIPResponse, key: TransactionKey) -> Bool {
+        guard let branch = callTransactions[key] else { return false }
+        execute(b2bua.receivedResponse(response, branch: branch))
+        return true
+    }
+
+    func callRequestFailed(key: TransactionKey, status: Int) {
+        guard let branch = callTransactions.removeValue(forKey: key) else { return }
+        execute(b2bua.requestFailed(branch: branch, status: status))
+    }
+
+    // MARK: Actions
+
+    func execute(_ actions: [B2BUAStateMachine.Action]) {
+        for action in actions {
+            switch action.action {
+            case .respond(let response, let key):
+                sendCallResponse(response, for: key)
+            case .send(let request, let branch, let peer):
+                sendCallRequest(request, branch: branch, to: peer)
+            case .startTimer(let timer, let duration):
+                let slot = CallTimerSlot(callID: action.callID, timer: timer)
+                callTimers[slot]?.cancel()
+                callTimers[slot] = eventLoop.scheduleTask(in: TimeAmount(duration)) { [self] in
+                    callTimers[slot] = nil
+                    execute(b2bua.timerFired(timer, callID: slot.callID))
+                }
+            case .cancelTimer(let timer):
+                callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
+            case .lineChanged(let number, let dialog):
+                var state = notifier.lineState(number: number)
+                if state.apply(dialog) {
+                    execute(notifier.lineChanged(state, now: Date()))
+                }
+            case .ended:
+                counters.increment("busylamp_calls_ended_total")
+                for timer in CallTimer.allCases {
+                    callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
+                }
+            }
+        }
+    }
+
+    /// RFC 3261 §12.1.1: a 101–299 answer to INVITE (and UPDATE, a target refresh) carries our
+    /// Contact, the remote target of the dialog it makes.
+    private func sendCallResponse(_ response: SIPResponse, for key: TransactionKey) {
+        var response = response
+        let method = response.cseq?.method
+        if (101..<300).contains(response.statusCode), method == .invite || method == .update,
+            !response.headers.contains(.contact), let flow = inboundFlows[key]
+        {
+            response.headers.add(.contact, "<\(localURI(for: flow))>")
+        }
+        response.headers.add(.server, configuration.serverName)
+        execute(transactions.sendResponse(response, for: key), flow: inboundFlows[key])
+    }
+
+    private func sendCallRequest(_ request: SIPRequest, branch: String, to peer: SIPPeer) {
+        guard let flow = flow(to: peer, like: nil) else {
+            return execute(b2bua.requestFailed(branch: branch, status: 503))
+        }
+        var request = request
+        let (host, port) = localHostPort(for: flow)
+        request.headers.prepend(
+            .via,
+            "SIP/2.0/\(flow.transport.rawValue.uppercased()) \(host):\(port);branch=\(branch);rport"
+        )
+        if request.method == .invite || request.method == .update {
+            request.headers.add(.contact, "<\(localURI(for: flow))>")
+        }
+        request.headers.add(.userAgent, configuration.serverName)
+        let actions = transactions.sendRequest(request, to: peer)
+        for case .transaction(let key, _, _) in actions where request.method != .ack {
+            callTransactions[key] = branch
+        }
+        for case .refused(_, let reason) in actions {
+            counters.increment("busylamp_calls_requests_refused_total", [("reason", "\(reason)")])
+            return execute(b2bua.requestFailed(branch: branch, status: 503))
+        }
+        execute(actions, flow: flow)
+    }
+}
+
+/// One timer of one call.
+struct CallTimerSlot: Hashable {
+    var callID: String
+    var timer: CallTimer
+}

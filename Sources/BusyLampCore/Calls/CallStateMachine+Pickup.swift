@@ -197,7 +197,7 @@ extension CallStateMachine {
 
     /// An origin for a caller offer that has none (malformed, but SDP otherwise).
     static func fallbackOrigin(id: String) -> SessionDescription.Origin {
-        SessionDescription(Array("v=0\r\no=busylamp \(abs(id.hashValue)) 1 IN IP4 0.0.0.0\r\n".utf8))!.origin!
+        SessionDescription.Origin(username: "busylamp", sessionID: id, version: 1, address: "IN IP4 0.0.0.0")
     }
 }
 

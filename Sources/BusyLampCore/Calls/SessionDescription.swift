@@ -18,6 +18,13 @@ public struct SessionDescription: Sendable, Hashable {
 
         var line: String { "o=\(username) \(sessionID) \(version) \(address)" }
 
+        public init(username: String, sessionID: String, version: UInt64, address: String) {
+            self.username = username
+            self.sessionID = sessionID
+            self.version = version
+            self.address = address
+        }
+
         init?(_ value: Substring) {
             let fields = value.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: true)
             guard fields.count == 4, let version = UInt64(fields[2]) else { return nil }
@@ -34,8 +41,8 @@ public struct SessionDescription: Sendable, Hashable {
     /// `nil` unless the body is UTF-8 text that starts with `v=` (RFC 4566 §5: "v=" comes first).
     public init?(_ body: [UInt8]) {
         guard let text = String(validating: body, as: UTF8.self) else { return nil }
-        let lines = text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r" })
-            .map(String.init)
+        // `\r\n` is one Character in Swift: split on every kind of line end.
+        let lines = text.split(omittingEmptySubsequences: true, whereSeparator: \.isNewline).map(String.init)
         guard lines.first?.hasPrefix("v=") == true else { return nil }
         self.lines = lines
     }

@@ -66,6 +66,11 @@ public struct B2BUAStateMachine: Sendable {
         destinations: [CallStateMachine.Destination],
         now: Date
     ) -> [Action] {
+        guard calls.count < settings.maximumCalls else {
+            var response = CallStateMachine.reply(to: caller.request, 503, "Too Many Calls", toTag: identifiers.make())
+            response.headers.add(.retryAfter, "5")
+            return [Action(callID: "", action: .respond(response, to: caller.transaction))]
+        }
         let id = identifiers.make()
         var call = CallStateMachine(
             id: id,
@@ -117,8 +122,9 @@ public struct B2BUAStateMachine: Sendable {
         return store(call, actions)
     }
 
-    private func refuse(_ invite: CallStateMachine.IncomingInvite, _ status: Int, _ reason: String) -> [Action] {
-        let response = CallStateMachine.reply(to: invite.request, status, reason)
+    private mutating func refuse(_ invite: CallStateMachine.IncomingInvite, _ status: Int, _ reason: String) -> [Action]
+    {
+        let response = CallStateMachine.reply(to: invite.request, status, reason, toTag: identifiers.make())
         return [Action(callID: "", action: .respond(response, to: invite.transaction))]
     }
 
@@ -133,7 +139,12 @@ public struct B2BUAStateMachine: Sendable {
             // no more (the forks are already cancelled), so the caller gets 480.
             var actions: [CallAction] = []
             if picker.finalStatus == nil {
-                actions.append(.respond(CallStateMachine.reply(to: picker.invite.request, 487, nil), to: invite))
+                actions.append(
+                    .respond(
+                        CallStateMachine.reply(to: picker.invite.request, 487, nil, toTag: picker.localTag),
+                        to: invite
+                    )
+                )
             }
             return store(call, actions)
         }

@@ -53,13 +53,21 @@ extension CallStateMachine {
     /// (same account and group) and that the call is ringing.
     public mutating func pickUp(by invite: IncomingInvite) -> [CallAction] {
         guard phase == .ringing else {
-            return [.respond(Self.reply(to: invite.request, 480, "Nothing Ringing"), to: invite.transaction)]
+            return [
+                .respond(
+                    Self.reply(to: invite.request, 480, "Nothing Ringing", toTag: identifiers.make()),
+                    to: invite.transaction
+                )
+            ]
         }
         let callerOffer = Self.sessionDescription(of: caller.invite.request.headers, body: caller.invite.request.body)
         let pickerOffer = Self.sessionDescription(of: invite.request.headers, body: invite.request.body)
         if callerOffer == nil, pickerOffer == nil {
             return [
-                .respond(Self.reply(to: invite.request, 488, "No Offer On Either Side"), to: invite.transaction)
+                .respond(
+                    Self.reply(to: invite.request, 488, "No Offer On Either Side", toTag: identifiers.make()),
+                    to: invite.transaction
+                )
             ]
         }
         picker = ServerLeg(invite: invite, localTag: identifiers.make())

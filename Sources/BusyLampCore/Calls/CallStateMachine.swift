@@ -43,6 +43,9 @@ public struct CallStateMachine: Sendable {
         public var ringTimeout: Duration = .seconds(60)
         /// T1 and T2 pace our own 2xx retransmissions (RFC 3261 §13.3.1.4).
         public var timers: SIPTimers = .rfc3261
+        /// Calls carried at once at most; past it a new INVITE gets 503 (memory stays bounded
+        /// whatever authenticated phones or trunks send).
+        public var maximumCalls = 50_000
         /// The platform domain: callee lines are addressed as `sip:NUMBER@DOMAIN`.
         public var domain: String
         /// The `User-Agent` of our requests and `Server` of our responses is the driver's.
@@ -599,7 +602,11 @@ public struct CallStateMachine: Sendable {
         branch: String
     ) -> [CallAction] {
         if response.statusCode == 100 { return [] }
-        if response.statusCode >= 200 { relays[branch] = nil }
+        // A 2xx to a relayed re-INVITE stays known until its ACK is relayed, so that its
+        // retransmissions (our ACK waits for the sender's) reach the sender again.
+        if response.statusCode >= 200, !(response.isSuccess && relay.request.method == .invite) {
+            relays[branch] = nil
+        }
         if response.isSuccess, let target = partner(of: relay.from), var dialog = dialog(of: target) {
             dialog.receivedResponse(response)
             setDialog(dialog, of: target)
@@ -617,6 +624,7 @@ public struct CallStateMachine: Sendable {
         guard let target = partner(of: side), var dialog = dialog(of: target),
             let number = relayedInviteSequence[target]
         else { return [] }
+        relays = relays.filter { $0.value.from != side || $0.value.request.method != .invite }
         var forward = dialog.makeRequest(method: .ack)
         forward.headers.set(.cseq, CSeq(number: number, method: .ack).description)
         Self.copyBody(from: ack.headers, body: ack.body, into: &forward)
@@ -742,8 +750,10 @@ public struct CallStateMachine: Sendable {
 
     // MARK: Message helpers
 
-    static func reply(to request: SIPRequest, _ status: Int, _ reason: String?) -> SIPResponse {
-        SIPResponse(replyingTo: request, statusCode: status, reasonPhrase: reason, toTag: nil)
+    /// A response to `request`; `toTag` is used only when the request's To has none (an initial
+    /// INVITE: RFC 3261 §8.2.6.2 "the UAS MUST add a tag to the To header field").
+    static func reply(to request: SIPRequest, _ status: Int, _ reason: String?, toTag: String? = nil) -> SIPResponse {
+        SIPResponse(replyingTo: request, statusCode: status, reasonPhrase: reason, toTag: toTag)
     }
 
     /// Headers that describe a hop or a transaction, never copied across the B2BUA.

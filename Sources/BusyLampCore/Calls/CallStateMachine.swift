@@ -199,7 +199,11 @@ public struct CallStateMachine: Sendable {
     }
 
     public var isRinging: Bool { phase == .ringing }
-    public var isEnded: Bool { phase == .ended && !forks.contains(where: \.isPending) }
+    /// Nothing left to wait for: every fork has its final response and every relayed BYE its
+    /// answer (which goes back to the phone that hung up).
+    public var isEnded: Bool {
+        phase == .ended && !forks.contains(where: \.isPending) && !relays.values.contains { $0.request.method == .bye }
+    }
 
     /// Every branch whose responses belong to this call.
     public var branches: [String] { forks.map(\.branch) + Array(relays.keys) }
@@ -575,7 +579,8 @@ public struct CallStateMachine: Sendable {
             dialog.refreshRemoteTarget(from: request)
             setDialog(dialog, of: side)
         }
-        if request.method == .bye { return byeArrived(request, transaction: transaction, from: side) }
+        let isHangUp = request.method == .bye
+        if isHangUp, !isConnected { return byeArrived(request, transaction: transaction, from: side) }
         guard let target = partner(of: side), var targetDialog = self.dialog(of: target) else {
             return [.respond(Self.reply(to: request, 481, "Call/Transaction Does Not Exist"), to: transaction)]
         }
@@ -592,7 +597,20 @@ public struct CallStateMachine: Sendable {
         setDialog(targetDialog, of: target)
         let branch = Via.magicCookie + identifiers.make()
         relays[branch] = Relay(from: side, transaction: transaction, request: request)
-        return [.send(forward, branch: branch, to: peer(of: target))]
+        let actions: [CallAction] = [.send(forward, branch: branch, to: peer(of: target))]
+        guard isHangUp else { return actions }
+        // The BYE goes across and its answer comes back like any other request, but the
+        // lamps go out now: the call is over for both phones the moment one hangs up.
+        phase = .ended
+        return actions + lamps()
+    }
+
+    /// Answered (or picked up) and talking: a BYE is relayed rather than answered here.
+    private var isConnected: Bool {
+        switch phase {
+        case .answered, .talking: return true
+        case .ringing, .pickingUp, .ended: return false
+        }
     }
 
     /// The response to a relayed request goes back to whoever sent the request.
@@ -616,7 +634,7 @@ public struct CallStateMachine: Sendable {
             answer.headers.add(field.name, field.value)
         }
         answer.body = response.body
-        return [.respond(answer, to: relay.transaction)]
+        return [.respond(answer, to: relay.transaction)] + endIfDone()
     }
 
     /// The ACK for a relayed re-INVITE's 2xx goes on with the CSeq of the re-INVITE we sent.
@@ -648,11 +666,7 @@ public struct CallStateMachine: Sendable {
             actions += finish(callerStatus: 487, reason: nil)
             if picker != nil { actions += hangUp(.picker) }
             return actions
-        case .answered, .talking:
-            if let other = partner(of: side) { actions += hangUp(other) }
-            phase = .ended
-            return actions + lamps() + endIfDone()
-        case .ended:
+        case .answered, .talking, .ended:
             return actions
         }
     }

@@ -214,3 +214,21 @@ struct CallTimerSlot: Hashable {
     var callID: String
     var timer: CallTimer
 }
+
+// MARK: - The demo's simulated calls
+
+extension SIPServer {
+    /// Shows `dialog` on the lamps of line `number` as if a call had reported it, for
+    /// `busylamp demo`'s simulated calls, so that a newcomer sees lamps change before any phone
+    /// calls. A line with a live registration is left alone: its real calls speak for it.
+    /// Returns whether the dialog was shown.
+    public func simulate(_ dialog: LineDialog, onLine number: String) async -> Bool {
+        (try? await eventLoop.submit { [self] () -> Bool in
+            guard liveBindings(of: number).isEmpty || dialog.state == .terminated else { return false }
+            var state = notifier.lineState(number: number)
+            guard state.apply(dialog) else { return false }
+            execute(notifier.lineChanged(state, now: Date()))
+            return true
+        }.get()) ?? false
+    }
+}

@@ -13,8 +13,11 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         let resolved = try options.resolve()
         let office = DemoOffice()
-        try await ServerLauncher.run(resolved, seed: resolved.directoryFile == nil ? office.directory : nil) {
-            addresses in
+        try await ServerLauncher.run(
+            resolved,
+            seed: resolved.directoryFile == nil ? office.directory : nil,
+            extraServices: { server, logger in [DemoCallSimulator(server: server, office: office, logger: logger)] }
+        ) { addresses in
             print(office.instructions(addresses: addresses))
         }
     }
@@ -65,8 +68,12 @@ struct DemoOffice {
         text += "Use \(Self.domain) as the SIP domain and realm.\n"
         text += "BLF keys: on Leo's phone, add keys of type BLF with the values 221, 222 and 223 (Event: dialog);"
         text += " the lamps show idle (green) at once. A buddy list with presence (Event: presence) shows a"
-        text += " colleague online while their phone is registered. Ringing and busy lamps come with the"
-        text += " call layer (simulated calls arrive with it).\n"
+        text += " colleague online while their phone is registered. Until phones call, simulated calls"
+        text += " light the lamps: Joe calls Bob, then Alice calls Joe, over and over (a registered line"
+        text += " shows only its real calls).\n"
+        text += "Calls: dial an extension (221) or a number (6495550221); the callee's lamp blinks on every"
+        text += " watching phone. While it rings, *89221 (or the BLF key, with Replaces) picks it up from a"
+        text += " phone of the office, and *88 picks up the latest ringing call of the group.\n"
         return text
     }
 }

@@ -29,6 +29,7 @@ enum ServerLauncher {
     static func run(
         _ resolved: ServerOptions.Resolved,
         seed: Directory?,
+        extraServices: (SIPServer, Logger) -> [any Service] = { _, _ in [] },
         afterStart: ([String]) -> Void = { _ in }
     ) async throws {
         LoggingSystem.bootstrap { label in
@@ -94,6 +95,7 @@ enum ServerLauncher {
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: SIPServerService(server: server))]
+                    + extraServices(server, logger).map { .init(service: $0) }
                     + (resolved.directoryFile.map { file in
                         [
                             .init(

@@ -280,6 +280,37 @@ struct B2BUAStateMachineTests {
         #expect(b2bua.call(id: ringing.id)?.isRinging == true)
     }
 
+    @Test("refusals of a pickup INVITE carry a To tag (RFC 3261 §8.2.6.2)")
+    func refusalsTagged() throws {
+        var b2bua = Self.b2bua()
+        let picker = F.pickerInvite()
+        let response = try #require(F.responses(Self.inner(b2bua.pickUp(.directed(target: F.bob), by: picker))).first)
+        #expect(response.statusCode == 480)
+        #expect(response.to?.tag?.isEmpty == false)
+    }
+
+    @Test("past maximumCalls a new INVITE gets 503 with Retry-After, and no call is kept")
+    func maximumCalls() throws {
+        var settings = F.settings
+        settings.maximumCalls = 1
+        var b2bua = B2BUAStateMachine(settings: settings, identifiers: .sequential(prefix: "m"))
+        _ = try Self.place(&b2bua)
+        let caller = F.callerInvite(callID: "second@phone")
+        let actions = b2bua.placeCall(
+            caller: caller,
+            calleeLine: F.leo,
+            calleeIdentity: F.identity(F.leo, "Leo"),
+            destinations: [F.destination(F.joePhone)],
+            now: F.now
+        )
+        let response = try #require(F.responses(Self.inner(actions), to: caller.transaction).first)
+        #expect(actions.count == 1)
+        #expect(response.statusCode == 503)
+        #expect(response.headers[.retryAfter] != nil)
+        #expect(response.to?.tag != nil)
+        #expect(b2bua.count == 1)
+    }
+
     @Test("a trunk (no line) cannot pick up: 403")
     func trunkCannotPickUp() throws {
         var b2bua = Self.b2bua()

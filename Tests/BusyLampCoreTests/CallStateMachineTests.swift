@@ -370,6 +370,52 @@ struct CallStateMachineTests {
         #expect(call.fork(1, responds: 487) == [.ended])
     }
 
+    @Test("a 200 crossing the caller's CANCEL: ACK and BYE to that fork, then the call ends")
+    func answerCrossesCancel() throws {
+        var call = CallHarness()
+        _ = call.start([F.destination(F.bobPhone1)])
+        call.fork(0, responds: 180)
+        let cancelled = call.machine.callerCancelled()
+        #expect(F.responses(cancelled).map(\.statusCode) == [487])
+        #expect(!cancelled.contains(.ended))
+        let crossed = call.fork(0, responds: 200, body: F.bobSDP)
+        #expect(F.sent(crossed).map(\.request.method) == [.ack, .bye])
+        #expect(F.responses(crossed).isEmpty, "the caller has its 487")
+        #expect(crossed.last == .ended)
+    }
+
+    @Test("early dialog: an UPDATE from the caller goes to the one fork that has spoken; with two, 481")
+    func earlyUpdate() throws {
+        var call = CallHarness()
+        _ = call.start(Self.twoPhones)
+        call.fork(0, responds: 180)
+        let update = F.inDialog(
+            .update,
+            ourSide: call.callerDialog,
+            cseq: 3,
+            branch: "z9hG4bK-upd",
+            peer: F.alicePhone,
+            body: F.aliceSDP,
+            contact: "<sip:201@198.51.100.1:5060>"
+        )
+        let key = try #require(TransactionKey(incoming: update))
+        let relayed = call.machine.receivedRequest(update, transaction: key, from: .caller)
+        #expect(F.sent(relayed, .update).map(\.peer) == [F.bobPhone1])
+
+        call.fork(1, responds: 180)
+        let second = F.inDialog(
+            .update,
+            ourSide: call.callerDialog,
+            cseq: 4,
+            branch: "z9hG4bK-upd2",
+            peer: F.alicePhone
+        )
+        let secondKey = try #require(TransactionKey(incoming: second))
+        let refused = call.machine.receivedRequest(second, transaction: secondKey, from: .caller)
+        #expect(F.responses(refused, to: secondKey).map(\.statusCode) == [481])
+        #expect(F.sent(refused).isEmpty)
+    }
+
     @Test("caller's CANCEL after the answer changes nothing")
     func cancelAfterAnswer() {
         var call = Self.ringing()

@@ -413,12 +413,8 @@ struct CallStateMachinePickupTests {
         #expect(F.sent(run.last, .bye).map(\.peer).contains(F.joePhone))
         // The caller was never answered: it must get a final response, not a BYE in an early
         // dialog (RFC 3261 §15: "the callee's UA MUST NOT send a BYE on an early dialog").
-        withKnownIssue(
-            "retransmitAnswer's give-up (hangUpBoth) BYEs the caller's early dialog and never answers its INVITE"
-        ) {
-            #expect(F.responses(run.last, to: call.caller.transaction).map(\.statusCode) == [480])
-            #expect(!F.sent(run.last, .bye).map(\.peer).contains(F.alicePhone))
-        }
+        #expect(F.responses(run.last, to: call.caller.transaction).map(\.statusCode) == [480])
+        #expect(!F.sent(run.last, .bye).map(\.peer).contains(F.alicePhone))
     }
 
     @Test("caller without offer never ACKs our 200: BYE to the caller, and the picker's INVITE is answered")
@@ -432,9 +428,7 @@ struct CallStateMachinePickupTests {
             firstInterval: .milliseconds(500)
         )
         #expect(F.sent(run.last, .bye).map(\.peer) == [F.alicePhone])
-        withKnownIssue("hangUpBoth leaves the picker's INVITE without a final response (it has no dialog yet to BYE)") {
-            #expect(F.responses(run.last, to: picker.transaction).map(\.statusCode).first.map { $0 >= 300 } == true)
-        }
+        #expect(F.responses(run.last, to: picker.transaction).map(\.statusCode).first.map { $0 >= 300 } == true)
     }
 
     @Test("caller without offer ACKs with no answer: the picker's INVITE still gets a final response")
@@ -444,9 +438,7 @@ struct CallStateMachinePickupTests {
         _ = call.machine.pickUp(by: picker)
         let actions = call.machine.receivedACK(call.callerACK(), from: .caller)
         #expect(F.sent(actions, .bye).map(\.peer) == [F.alicePhone])
-        withKnownIssue("failPickup hangs up the picker by BYE only; with no dialog yet its INVITE is left unanswered") {
-            #expect(F.responses(actions, to: picker.transaction).map(\.statusCode).first.map { $0 >= 300 } == true)
-        }
+        #expect(F.responses(actions, to: picker.transaction).map(\.statusCode).first.map { $0 >= 300 } == true)
     }
 
     @Test("the picker's re-INVITE fails: BYE to the picker, 480 to the caller")
@@ -471,9 +463,7 @@ struct CallStateMachinePickupTests {
         #expect(F.responses(cancelled, to: call.caller.transaction).map(\.statusCode) == [487])
         // RFC 3261 §9.1: one CANCEL per INVITE; a second client transaction with the same
         // branch would collide with the first in the transaction layer.
-        withKnownIssue("finish() calls cancelFork on a .proceeding fork whose CANCEL already went: a second CANCEL") {
-            #expect(F.sent(cancelled, .cancel).isEmpty)
-        }
+        #expect(F.sent(cancelled, .cancel).isEmpty)
     }
 
     @Test("the caller cancels during the pickup: 487 to the caller, BYE to the picker")

@@ -135,17 +135,7 @@ public struct B2BUAStateMachine: Sendable {
     public mutating func receivedCancel(forInvite invite: TransactionKey) -> [Action]? {
         guard let id = callIDsByInvite[invite], var call = calls[id] else { return nil }
         if let picker = call.picker, picker.invite.transaction == invite {
-            // The picker gave up before its pickup completed: it gets 487 and the caller rings on
-            // no more (the forks are already cancelled), so the caller gets 480.
-            var actions: [CallAction] = []
-            if picker.finalStatus == nil {
-                actions.append(
-                    .respond(
-                        CallStateMachine.reply(to: picker.invite.request, 487, nil, toTag: picker.localTag),
-                        to: invite
-                    )
-                )
-            }
+            let actions = call.pickerCancelled()
             return store(call, actions)
         }
         let actions = call.callerCancelled()
@@ -247,7 +237,9 @@ public struct Replaces: Sendable, Hashable {
         var fromTag: String?
         var earlyOnly = false
         for part in parts.dropFirst() {
-            let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
+            // `to-tag=` with nothing after it is kept as an empty tag: a phone that found no
+            // local-tag in a ringing NOTIFY sends it so, and the Call-ID still names the call.
+            let pair = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             switch pair.first?.lowercased() {
             case "to-tag": toTag = pair.count == 2 ? pair[1] : nil
             case "from-tag": fromTag = pair.count == 2 ? pair[1] : nil
@@ -255,7 +247,7 @@ public struct Replaces: Sendable, Hashable {
             default: continue
             }
         }
-        // RFC 3891 §6.1: both tags are mandatory.
+        // RFC 3891 §6.1: both tag parameters are mandatory (an empty value is tolerated above).
         guard toTag != nil, fromTag != nil else { return nil }
         self.toTag = toTag
         self.fromTag = fromTag

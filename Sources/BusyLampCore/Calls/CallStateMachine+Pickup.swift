@@ -178,14 +178,38 @@ extension CallStateMachine {
 
     /// The pickup could not be completed: the picker is hung up and the caller told 480.
     private mutating func failPickup() -> [CallAction] {
-        var actions = hangUp(.picker)
-        if caller.finalStatus == nil {
-            actions += finish(callerStatus: 480, reason: "Pickup Failed")
-        } else {
-            actions += hangUp(.caller)
-            phase = .ended
-            actions += lamps() + endIfDone()
+        abandonPickup()
+    }
+
+    /// Ends a pickup that cannot complete. Each of the caller and the picker gets what its own
+    /// state calls for: a final 480 while its INVITE is unanswered, else a BYE in its dialog
+    /// (RFC 3261 §15: a UAS may not BYE before its 2xx).
+    mutating func abandonPickup() -> [CallAction] {
+        var actions: [CallAction] = []
+        if let picker {
+            if picker.finalStatus == nil {
+                actions += answer(
+                    .picker,
+                    with: Self.reply(to: picker.invite.request, 480, "Pickup Failed", toTag: picker.localTag)
+                )
+            } else {
+                actions += hangUp(.picker)
+            }
         }
+        if caller.finalStatus == nil {
+            return actions + finish(callerStatus: 480, reason: "Pickup Failed")
+        }
+        actions += hangUp(.caller)
+        phase = .ended
+        return actions + lamps() + endIfDone()
+    }
+
+    /// The picker sent CANCEL before its pickup completed: 487 to it, and the caller, whose
+    /// ringing phones are already cancelled, gets 480 (or a BYE once answered).
+    public mutating func pickerCancelled() -> [CallAction] {
+        guard case .pickingUp = phase, let picker, picker.finalStatus == nil else { return [] }
+        var actions = answer(.picker, with: Self.reply(to: picker.invite.request, 487, nil, toTag: picker.localTag))
+        actions += abandonPickup()
         return actions
     }
 

@@ -147,6 +147,8 @@ public struct CallStateMachine: Sendable {
         var acknowledgement: SIPRequest?
         /// Cancel as soon as a provisional makes it possible.
         var cancelWanted = false
+        /// Our CANCEL went: never a second one on the same branch.
+        var cancelSent = false
 
         var isPending: Bool {
             switch state {
@@ -340,7 +342,12 @@ public struct CallStateMachine: Sendable {
 
     private mutating func forkResponded(_ index: Int, _ response: SIPResponse) -> [CallAction] {
         let status = response.statusCode
-        if status == 100 { return [] }
+        if status == 100 {
+            // RFC 3261 §9.1: any provisional, 100 included, lets a held CANCEL go.
+            guard forks[index].state == .calling else { return [] }
+            forks[index].state = .proceeding
+            return forks[index].cancelWanted ? sendCancel(index) : []
+        }
         var actions: [CallAction] = []
         if status < 200 {
             guard forks[index].state == .calling || forks[index].state == .proceeding else { return [] }
@@ -360,7 +367,7 @@ public struct CallStateMachine: Sendable {
         if forks[index].isPending { forks[index].state = .ended(status: status) }
         if phase == .ringing, !forks.contains(where: \.isPending) {
             let (finalStatus, reason) = Self.bestFailure(forks.compactMap(\.failureStatus))
-            actions += finish(callerStatus: finalStatus, reason: reason)
+            return actions + finish(callerStatus: finalStatus, reason: reason)
         }
         return actions + endIfDone()
     }
@@ -437,6 +444,8 @@ public struct CallStateMachine: Sendable {
     /// number and top Via (the same branch), with its own method.
     private mutating func sendCancel(_ index: Int) -> [CallAction] {
         forks[index].cancelWanted = false
+        guard !forks[index].cancelSent else { return [] }
+        forks[index].cancelSent = true
         let invite = forks[index].invite
         var headers = SIPHeaders()
         for name in [SIPHeaderName.from, .to, .callID] {
@@ -512,6 +521,7 @@ public struct CallStateMachine: Sendable {
         if leg.retransmitElapsed >= settings.timers.transactionTimeout {
             leg.unacknowledgedAnswer = nil
             if side == .picker { picker = leg } else { caller = leg }
+            if case .pickingUp = phase { return abandonPickup() }
             return hangUpBoth()
         }
         leg.retransmitInterval = min(leg.retransmitInterval * 2, settings.timers.t2)
@@ -556,7 +566,8 @@ public struct CallStateMachine: Sendable {
             }
             return actions + relayACK(ack, from: side)
         case .callee:
-            return []
+            // The callee's ACK for the 2xx of a re-INVITE it was relayed (hold, resume).
+            return relayACK(ack, from: side)
         }
     }
 
@@ -679,10 +690,18 @@ public struct CallStateMachine: Sendable {
         return [.send(bye, branch: Via.magicCookie + identifiers.make(), to: peer(of: side))]
     }
 
+    /// The caller never acknowledged its 200: BYE to it, and to the other side (a fork whose
+    /// 2xx still waits for our ACK gets the ACK first, RFC 3261 §15).
     private mutating func hangUpBoth() -> [CallAction] {
         var actions = hangUp(.caller)
-        if let other = partner(of: .caller) { actions += hangUp(other) }
-        if picker != nil, partner(of: .caller) != .picker { actions += hangUp(.picker) }
+        switch partner(of: .caller) {
+        case .callee(let fork) where forks[fork].acknowledgement == nil:
+            actions += acknowledgeAndHangUp(fork, ackBody: nil)
+        case let other?:
+            actions += hangUp(other)
+        case nil:
+            break
+        }
         phase = .ended
         return actions + lamps() + endIfDone()
     }

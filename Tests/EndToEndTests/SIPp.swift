@@ -19,6 +19,12 @@ enum Transport: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
 /// Runs one SIPp scenario from `tests/sipp/` as one call (`-m 1`) against a server.
 ///
+/// `outOfCall` names a second scenario (`-oocsf`) for requests with a Call-ID of their own, such
+/// as the INVITE a registered callee receives; `name` replaces the scenario's name in the log
+/// files' names (`sipp-NAME-TRANSPORT-…`), so that a test can tell two runs of one scenario apart;
+/// `localAddress` is SIPp's `-i` (a trunk on another loopback address); `extraArguments` go
+/// to SIPp as they are (e.g. `-aa`).
+///
 /// The scenarios take the line as `-s NUMBER` (the From/To user), the credentials as
 /// `-au NUMBER -ap PASSWORD` and the domain as `-set dom DOMAIN` (see each file's comment).
 struct SIPpRun {
@@ -33,6 +39,9 @@ struct SIPpRun {
     var report: String
     /// The whole of SIPp's log file: what the scenario's `<log>` actions wrote.
     var log: String = ""
+    /// The whole of SIPp's message trace (`-trace_msg`): every message sent and received,
+    /// including those SIPp answered by itself (`-aa`).
+    var messages: String = ""
 
     static func run(
         _ scenario: String,
@@ -41,15 +50,21 @@ struct SIPpRun {
         line: DirectoryFixture.Line,
         password: String? = nil,
         localPort: Int? = nil,
+        localAddress: String = "127.0.0.1",
+        outOfCall: String? = nil,
+        name: String? = nil,
+        extraArguments: [String] = [],
         keys: [String: String] = [:],
         timeout: String = scenarioTimeout
     ) async throws -> SIPpRun {
         let sipp = try TestEnvironment.sipp()
         let scenarioURL = TestEnvironment.scenario(scenario)
-        guard FileManager.default.fileExists(atPath: scenarioURL.path) else {
-            throw EndToEndFailure("missing scenario \(scenarioURL.path)")
+        let outOfCallURL = outOfCall.map(TestEnvironment.scenario)
+        for url in [scenarioURL] + (outOfCallURL.map { [$0] } ?? [])
+        where !FileManager.default.fileExists(atPath: url.path) {
+            throw EndToEndFailure("missing scenario \(url.path)")
         }
-        let stamp = "\(scenario)-\(transport.rawValue)-\(UUID().uuidString.prefix(8))"
+        let stamp = "\(name ?? scenario)-\(transport.rawValue)-\(UUID().uuidString.prefix(8))"
         let directory = server.workDirectory
         let screen = directory.appendingPathComponent("sipp-\(stamp).screen")
         let errors = directory.appendingPathComponent("sipp-\(stamp).errors")
@@ -60,7 +75,7 @@ struct SIPpRun {
         var arguments = [
             "127.0.0.1:\(transport.port(of: server))",
             "-sf", scenarioURL.path,
-            "-i", "127.0.0.1",
+            "-i", localAddress,
             "-t", transport.sippMode,
             "-m", "1",
             "-timeout", timeout, "-timeout_error",
@@ -75,6 +90,8 @@ struct SIPpRun {
             "-trace_logs", "-log_file", log.path,
         ]
         if let localPort { arguments += ["-p", String(localPort)] }
+        if let outOfCallURL { arguments += ["-oocsf", outOfCallURL.path] }
+        arguments += extraArguments
         for (key, value) in keys.sorted(by: { $0.key < $1.key }) { arguments += ["-key", key, value] }
 
         let process = try ChildProcess(
@@ -107,6 +124,7 @@ struct SIPpRun {
         case nil: code = -1
         }
         let logText = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        return SIPpRun(exitCode: code, report: report, log: logText)
+        let messageText = (try? String(contentsOf: messages, encoding: .utf8)) ?? ""
+        return SIPpRun(exitCode: code, report: report, log: logText, messages: messageText)
     }
 }

@@ -270,40 +270,59 @@ extension EndToEnd {
             Pickup(label: "directed *89 + extension", scenario: "pickup_directed", target: "*89202"),
             Pickup(label: "directed *89 + number", scenario: "pickup_directed", target: "*896495550202"),
             Pickup(label: "group *88", scenario: "pickup_directed", target: "*88"),
+            Pickup(label: "directed, INVITE without SDP", scenario: "pickup_directed_no_sdp", target: "*89202"),
             Pickup(label: "Replaces from the NOTIFY", scenario: "pickup_replaces", target: "202"),
         ]
 
         /// Alice calls Bob, who rings and never answers; Joe picks the call up. Bob gets CANCEL;
         /// Joe gets a placeholder answer, then a re-INVITE with Alice's offer (he ends with her
         /// port) and answers it; Alice's 200 carries Joe's answer (she ends with his port).
+        /// With no SDP in Joe's INVITE, his 200 carries Alice's offer and his ACK the answer.
         /// Alice hangs up and Joe gets her BYE.
         @Test(arguments: pickupCases, Transport.allCases)
         func pickup(_ pickup: Pickup, over transport: Transport) async throws {
             try await withCallServer("pickup-\(transport)", over: transport) { server in
                 let callee = startCallee(.cancelled, name: "callee-bob", server, transport)
                 try await waitForLogs(["callee-bob": "registered"], server, transport)
-                let caller = Task {
-                    try await call(Self.bob.extensionNumber, server, transport, answerPort: CallFixture.pickerMediaPort)
+                let byReplaces = pickup.scenario == "pickup_replaces"
+                // Joe: by Replaces he watches Bob before the call (and takes the ids from the early
+                // NOTIFY); by code he dials once Bob rings.
+                let picking = Task {
+                    if !byReplaces { try await waitForLogs(["callee-bob": "ringing"], server, transport) }
+                    return try await SIPpRun.run(
+                        pickup.scenario,
+                        against: server,
+                        over: transport,
+                        line: CallFixture.joe,
+                        localPort: try LoopbackSocket.freeUDPPort(),
+                        name: "picker",
+                        extraArguments: byReplaces ? ["-aa"] : [],
+                        keys: [
+                            "target": pickup.target,
+                            "watched": Self.bob.extensionNumber,
+                            "sdp_port": String(CallFixture.pickerMediaPort),
+                            "caller_port": String(CallFixture.callerMediaPort),
+                        ],
+                        timeout: "30s"
+                    )
                 }
-                // Replaces: Joe watches Bob and takes the ids from the NOTIFY; by code: Bob rings first.
-                if pickup.scenario == "pickup_directed" {
-                    try await waitForLogs(["callee-bob": "ringing"], server, transport)
-                }
-                let picker = try await SIPpRun.run(
-                    pickup.scenario,
-                    against: server,
-                    over: transport,
-                    line: CallFixture.joe,
-                    localPort: try LoopbackSocket.freeUDPPort(),
-                    keys: [
-                        "target": pickup.target,
-                        "watched": Self.bob.extensionNumber,
-                        "sdp_port": String(CallFixture.pickerMediaPort),
-                        "caller_port": String(CallFixture.callerMediaPort),
-                    ],
-                    timeout: "30s"
+                if byReplaces { try await waitForLogs(["picker": "NOTIFY"], server, transport) }
+                let caller = try await call(
+                    Self.bob.extensionNumber,
+                    server,
+                    transport,
+                    answerPort: CallFixture.pickerMediaPort
                 )
-                let callerRun = try await caller.value
+                let picker = try await picking.value
+                let callerRun = caller
+                if byReplaces {
+                    // The ids came from the NOTIFY (the scenario logs what it sent).
+                    let replaces = picker.log.split(separator: "\n").first { $0.hasPrefix("Replaces: ") }
+                    #expect(
+                        replaces.map { !$0.dropFirst("Replaces: ".count).hasPrefix(";") } == true,
+                        "Joe should have sent Replaces with the call-id from the early NOTIFY\n\(picker.log)"
+                    )
+                }
                 expectPass(picker, "\(pickup.scenario) (Joe, \(pickup.label))", transport, server)
                 expectPass(callerRun, "call_caller (Alice)", transport, server)
                 expectPass(try await callee.value, "call_callee + call_callee_cancelled (Bob)", transport, server)
@@ -313,8 +332,78 @@ extension EndToEnd {
                     "Alice's 200 should carry Joe's media port \(CallFixture.pickerMediaPort)\n\(callerRun.log)"
                 )
                 #expect(
-                    picker.log.contains("re-INVITE: caller's offer m=audio \(CallFixture.callerMediaPort) "),
-                    "Joe's re-INVITE should carry Alice's media port \(CallFixture.callerMediaPort)\n\(picker.log)"
+                    picker.log.contains("caller's offer m=audio \(CallFixture.callerMediaPort) "),
+                    "Joe should get Alice's offer, media port \(CallFixture.callerMediaPort) (in the re-INVITE, or in the 200 when his INVITE had no SDP)\n\(picker.log)"
+                )
+            }
+        }
+
+        /// The lamps through a pickup by code (the call flows' "After pickup"): Leo watches Bob,
+        /// Joe and Alice. Bob's line goes idle → early → idle (never confirmed: the call left
+        /// it); Joe's shows a confirmed dialog, then idle; Alice's a confirmed dialog whose remote
+        /// is Joe, then idle.
+        @Test(arguments: Transport.allCases)
+        func pickupLamps(over transport: Transport) async throws {
+            try await withCallServer("pickup-lamps-\(transport)", over: transport) { server in
+                let joe = CallFixture.joe
+                let watched = ["watch-bob": Self.bob, "watch-joe": joe, "watch-alice": Self.alice]
+                let watchers = watched.mapValues { line in
+                    start(
+                        "watch_dialog",
+                        name: "watch-\(line.name.lowercased())",
+                        line: CallFixture.leo,
+                        keys: ["target": line.extensionNumber],
+                        server,
+                        transport
+                    )
+                }
+                let callee = startCallee(.cancelled, name: "callee-bob", server, transport)
+                try await waitForLogs(
+                    watched.mapValues { _ in "subscribed" }.merging(["callee-bob": "registered"]) { $1 },
+                    server,
+                    transport
+                )
+                let caller = Task {
+                    try await call(Self.bob.extensionNumber, server, transport, answerPort: CallFixture.pickerMediaPort)
+                }
+                try await waitForLogs(["callee-bob": "ringing"], server, transport)
+                let picker = try await SIPpRun.run(
+                    "pickup_directed",
+                    against: server,
+                    over: transport,
+                    line: joe,
+                    localPort: try LoopbackSocket.freeUDPPort(),
+                    keys: [
+                        "target": "*89\(Self.bob.extensionNumber)",
+                        "sdp_port": String(CallFixture.pickerMediaPort),
+                        "caller_port": String(CallFixture.callerMediaPort),
+                    ],
+                    timeout: "30s"
+                )
+                expectPass(picker, "pickup_directed (Joe)", transport, server)
+                expectPass(try await caller.value, "call_caller (Alice)", transport, server)
+                expectPass(try await callee.value, "call_callee + call_callee_cancelled (Bob)", transport, server)
+                var seen: [String: [Notify]] = [:]
+                for (name, watcher) in watchers {
+                    let run = try await watcher.value
+                    expectPass(run, "watch_dialog (\(name))", transport, server)
+                    seen[name] = Self.notifies(in: run.messages)
+                }
+                let bobStates = Self.merged(seen["watch-bob"] ?? [])
+                #expect(
+                    bobStates == ["idle", "early", "idle"],
+                    "Bob's lamp through the pickup: \(seen["watch-bob"] ?? [])"
+                )
+                let joeNotifies = seen["watch-joe"] ?? []
+                #expect(
+                    joeNotifies.contains { $0.state == "confirmed" } && Self.merged(joeNotifies).last == "idle",
+                    "Joe's lamp through the pickup should show a confirmed dialog, then idle: \(joeNotifies)"
+                )
+                let aliceNotifies = seen["watch-alice"] ?? []
+                #expect(
+                    aliceNotifies.contains { $0.state == "confirmed" && $0.identity.contains("sip:\(joe.number)@") }
+                        && Self.merged(aliceNotifies).last == "idle",
+                    "Alice's lamp should show her call confirmed with Joe (sip:\(joe.number)@…) as remote, then idle: \(aliceNotifies)"
                 )
             }
         }
@@ -677,6 +766,13 @@ extension EndToEnd {
             return byVersion.values.sorted { $0.version < $1.version }
         }
 
+        /// The states of `notifies` with repeats of one state merged.
+        static func merged(_ notifies: [Notify]) -> [String] {
+            var states: [String] = []
+            for notify in notifies where states.last != notify.state { states.append(notify.state) }
+            return states
+        }
+
         /// idle → early → confirmed → idle (repeats of one state merged; for the initiator,
         /// trying/proceeding allowed before early), every busy document with `direction`, every
         /// idle one listing a terminated dialog; for the recipient, early names the caller.
@@ -688,8 +784,7 @@ extension EndToEnd {
             caller: Line?,
             sourceLocation: SourceLocation = #_sourceLocation
         ) {
-            var states: [String] = []
-            for notify in notifies where states.last != notify.state { states.append(notify.state) }
+            var states = Self.merged(notifies)
             if allowingTrying { states.removeAll { $0 == "trying" || $0 == "proceeding" } }
             #expect(
                 states == ["idle", "early", "confirmed", "idle"],

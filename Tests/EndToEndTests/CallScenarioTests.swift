@@ -83,6 +83,30 @@ extension EndToEnd {
             }
         }
 
+        /// Bob answers, then hangs up: his BYE reaches Alice in her dialog, her 200 reaches him.
+        @Test(arguments: Transport.allCases)
+        func calleeHangsUp(over transport: Transport) async throws {
+            try await withCallServer("call-callee-bye-\(transport)", over: transport) { server in
+                let callee = startCallee(.hangUp, name: "callee-bob", server, transport)
+                try await waitForLogs(["callee-bob": "registered"], server, transport)
+                let caller = try await SIPpRun.run(
+                    "call_caller_hung_up",
+                    against: server,
+                    over: transport,
+                    line: Self.alice,
+                    localPort: try LoopbackSocket.freeUDPPort(),
+                    keys: [
+                        "target": Self.bob.extensionNumber,
+                        "sdp_port": String(CallFixture.callerMediaPort),
+                        "answer_port": String(CallFixture.calleeMediaPort),
+                    ],
+                    timeout: "30s"
+                )
+                expectPass(caller, "call_caller_hung_up (Alice)", transport, server)
+                expectPass(try await callee.value, "call_callee + call_callee_hangup (Bob)", transport, server)
+            }
+        }
+
         // MARK: Trunk
 
         /// The trunk calls Bob's number, with no digest; Bob sees the trunk's From.
@@ -527,6 +551,7 @@ extension EndToEnd {
             case answer = "call_callee_answer"
             case busy = "call_callee_busy"
             case cancelled = "call_callee_cancelled"
+            case hangUp = "call_callee_hangup"
         }
 
         /// Starts Bob's phone: it registers, then handles one INVITE as `behaviour` says.

@@ -50,6 +50,13 @@ public final class SIPTransport: @unchecked Sendable {
     private var listenerChannels: [Channel] = []
     public private(set) var listeners: [BoundListener] = []
     private var connections: [ConnectionID: Channel] = [:]
+    /// Connections we opened ourselves (to a trunk), by the address they go to.
+    private var outboundConnections: [SocketAddress: OutboundConnection] = [:]
+
+    private enum OutboundConnection {
+        case connecting(EventLoopFuture<ConnectionID>)
+        case connected(ConnectionID)
+    }
     /// Connection ids are persisted with registrations; starting each process at a random
     /// point keeps an id from a previous run from naming a new, unrelated connection.
     private var nextConnectionID = UInt64.random(in: 1...(1 << 48))
@@ -135,12 +142,76 @@ public final class SIPTransport: @unchecked Sendable {
             let envelope = AddressedEnvelope(remoteAddress: flow.remoteAddress, data: buffer)
             return listenerChannels[flow.listenerIndex].writeAndFlush(envelope)
         case .tcp, .tls:
-            guard let connectionID = flow.connectionID, let channel = connections[connectionID] else {
-                countDrop(.noRoute)
-                return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+            guard let connectionID = flow.connectionID else {
+                // A destination of our choosing (a trunk): open a connection, or reuse ours.
+                return outboundConnection(to: flow.remoteAddress, listenerIndex: flow.listenerIndex)
+                    .flatMap { id in self.write(buffer, over: id) }
             }
-            return channel.writeAndFlush(buffer)
+            return write(buffer, over: connectionID)
         }
+    }
+
+    private func write(_ buffer: ByteBuffer, over connectionID: ConnectionID) -> EventLoopFuture<Void> {
+        guard let channel = connections[connectionID] else {
+            countDrop(.noRoute)
+            return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        return channel.writeAndFlush(buffer)
+    }
+
+    /// Our own TCP connection to `address`, opened on first use and reused while it lives.
+    /// Messages arriving on it are delivered like those of accepted connections.
+    ///
+    /// We never open connections towards phones (they connect to us, RFC 5626); this is for
+    /// trunks, which listen. TLS is not available yet.
+    private func outboundConnection(to address: SocketAddress, listenerIndex: Int) -> EventLoopFuture<ConnectionID> {
+        switch outboundConnections[address] {
+        case .connected(let id) where connections[id] != nil:
+            return eventLoop.makeSucceededFuture(id)
+        case .connecting(let future):
+            return future
+        case .connected, nil:
+            break
+        }
+        let idleTimeout = configuration.streamIdleTimeout
+        let limits = configuration.parserLimits
+        let future = ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: idleTimeout),
+                        SIPStreamHandler(
+                            transport: self,
+                            listenerIndex: listenerIndex,
+                            transportKind: .tcp,
+                            limits: limits
+                        ),
+                    ])
+                }
+            }
+            .connect(to: address)
+            .flatMap { channel in
+                // The connect promise completes just before `channelActive` registers the
+                // connection: look it up on the next turn of the loop.
+                self.eventLoop.submit { () throws -> ConnectionID in
+                    guard let id = self.connections.first(where: { $0.value === channel })?.key else {
+                        throw ChannelError.ioOnClosedChannel
+                    }
+                    return id
+                }
+            }
+        outboundConnections[address] = .connecting(future)
+        future.whenComplete { result in
+            switch result {
+            case .success(let id): self.outboundConnections[address] = .connected(id)
+            case .failure:
+                self.outboundConnections[address] = nil
+                self.countDrop(.noRoute)
+            }
+        }
+        return future
     }
 
     /// Whether a stream connection is still open (a phone registered over TCP can be reached).

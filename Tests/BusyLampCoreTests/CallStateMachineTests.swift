@@ -92,7 +92,10 @@ struct CallStateMachineTests {
         #expect(bob.direction == .recipient)
         #expect(bob.callID == "t2@busylamp")
         #expect(bob.remoteTag == "t3")
-        #expect(bob.localTag == nil)
+        #expect(
+            bob.localTag == "rt3",
+            "a ringing line shows a local-tag of ours, so that Replaces gets a non-empty to-tag"
+        )
         #expect(bob.remote.identity == "sip:6495550201@sip.busylamp.test")
         #expect(bob.remote.displayName == "Alice")
         let alice = try #require(lamps["6495550201"])

@@ -297,7 +297,7 @@ extension CallStateMachine {
         return LineDialog(
             id: "r" + id,
             callID: calleeCallID,
-            localTag: state == .confirmed ? answeredTag : nil,
+            localTag: state == .confirmed ? answeredTag : calleeRingingTag,
             remoteTag: calleeFromTag,
             direction: .recipient,
             state: state,

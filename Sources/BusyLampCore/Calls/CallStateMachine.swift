@@ -174,6 +174,10 @@ public struct CallStateMachine: Sendable {
     /// (and may name in `Replaces`).
     public let calleeCallID: String
     public let calleeFromTag: String
+    /// The `local-tag` the callee line's watchers see while it rings: the contacts' own tags
+    /// are not known yet (and differ per contact), and RFC 3891 wants a non-empty `to-tag` in
+    /// the `Replaces` a BLF key builds from it. Once answered, the answering phone's tag shows.
+    public let calleeRingingTag: String
 
     var phase: Phase = .ringing
     var caller: ServerLeg
@@ -222,7 +226,7 @@ public struct CallStateMachine: Sendable {
 
     /// Known tags of the ringing dialog, for `Replaces` matching.
     public var calleeTags: Set<String> {
-        var tags: Set<String> = [calleeFromTag]
+        var tags: Set<String> = [calleeFromTag, calleeRingingTag]
         for fork in forks { if let tag = fork.dialog?.remoteTag { tags.insert(tag) } }
         return tags
     }
@@ -245,6 +249,7 @@ public struct CallStateMachine: Sendable {
         self.caller = ServerLeg(invite: caller, localTag: identifiers.make())
         self.calleeCallID = identifiers.make() + "@busylamp"
         self.calleeFromTag = identifiers.make()
+        self.calleeRingingTag = "r" + calleeFromTag
         self.identifiers = identifiers
     }
 

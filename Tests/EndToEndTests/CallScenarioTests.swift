@@ -702,37 +702,10 @@ extension EndToEnd {
                 trunkPort: port,
                 over: transport
             )
-            var arguments: [String] = []
-            var configFile: URL?
-            if !config.isEmpty {
-                let url = FileManager.default.temporaryDirectory
-                    .appendingPathComponent("busylamp-e2e-config-\(UUID().uuidString.prefix(8)).yaml")
-                let text = config.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)\n" }.joined()
-                try text.write(to: url, atomically: true, encoding: .utf8)
-                arguments = ["--config", url.path]
-                configFile = url
-            }
-            defer { if let configFile { try? FileManager.default.removeItem(at: configFile) } }
-            try await DirectoryFixture.serving(directory) {
-                try await withServer(label, extraArguments: arguments, body)
-            }
+            try await withServer(label, directory: directory, config: config, body)
         }
 
         // MARK: Checks
-
-        func expectPass(
-            _ run: SIPpRun,
-            _ what: String,
-            _ transport: Transport,
-            _ server: ServerProcess,
-            sourceLocation: SourceLocation = #_sourceLocation
-        ) {
-            #expect(
-                run.exitCode == 0,
-                "SIPp \(what) over \(transport) exited \(run.exitCode)\n\(run.report)\nserver output:\n\(server.output)",
-                sourceLocation: sourceLocation
-            )
-        }
 
         /// One NOTIFY a watcher received, as far as the lamp goes.
         struct Notify: CustomStringConvertible {

@@ -32,3 +32,42 @@ func withServer(
     )
     try? FileManager.default.removeItem(at: workDirectory)
 }
+
+/// `withServer` serving `directory` (a directory file's text), with `config` (snake_case keys)
+/// written to a `--config` file for the server's lifetime.
+func withServer(
+    _ label: String,
+    directory: String,
+    config: [String: String] = [:],
+    _ body: (ServerProcess) async throws -> Void
+) async throws {
+    var arguments: [String] = []
+    var configFile: URL?
+    if !config.isEmpty {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("busylamp-e2e-config-\(UUID().uuidString.prefix(8)).yaml")
+        let text = config.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)\n" }.joined()
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        arguments = ["--config", url.path]
+        configFile = url
+    }
+    defer { if let configFile { try? FileManager.default.removeItem(at: configFile) } }
+    try await DirectoryFixture.serving(directory) {
+        try await withServer(label, extraArguments: arguments, body)
+    }
+}
+
+/// Expects a SIPp run to have passed; on failure shows SIPp's report and the server's output.
+func expectPass(
+    _ run: SIPpRun,
+    _ what: String,
+    _ transport: Transport,
+    _ server: ServerProcess,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        run.exitCode == 0,
+        "SIPp \(what) over \(transport) exited \(run.exitCode)\n\(run.report)\nserver output:\n\(server.output)",
+        sourceLocation: sourceLocation
+    )
+}

@@ -357,34 +357,7 @@ extension EndToEnd {
             config: [String: String] = [:],
             _ body: (ServerProcess) async throws -> Void
         ) async throws {
-            var arguments: [String] = []
-            var configFile: URL?
-            if !config.isEmpty {
-                let url = FileManager.default.temporaryDirectory
-                    .appendingPathComponent("busylamp-e2e-config-\(UUID().uuidString.prefix(8)).yaml")
-                let text = config.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)\n" }.joined()
-                try text.write(to: url, atomically: true, encoding: .utf8)
-                arguments = ["--config", url.path]
-                configFile = url
-            }
-            defer { if let configFile { try? FileManager.default.removeItem(at: configFile) } }
-            try await DirectoryFixture.serving(directory) {
-                try await withServer(label, extraArguments: arguments, body)
-            }
-        }
-
-        func expectPass(
-            _ run: SIPpRun,
-            _ what: String,
-            _ transport: Transport,
-            _ server: ServerProcess,
-            sourceLocation: SourceLocation = #_sourceLocation
-        ) {
-            #expect(
-                run.exitCode == 0,
-                "SIPp \(what) over \(transport) exited \(run.exitCode)\n\(run.report)\nserver output:\n\(server.output)",
-                sourceLocation: sourceLocation
-            )
+            try await withServer(label, directory: directory, config: config, body)
         }
 
         /// The reason phrase the refusal scenarios log as "refused CODE PHRASE".

@@ -270,18 +270,7 @@ extension CallStateMachine {
         case .ringing: state = forks.contains { $0.state == .proceeding } ? .early : .trying
         case .answered, .talking, .pickingUp: state = .early
         }
-        let request = caller.invite.request
-        return LineDialog(
-            id: "c" + id,
-            callID: request.callID ?? "",
-            localTag: request.from?.tag,
-            remoteTag: caller.localTag,
-            direction: .initiator,
-            state: state,
-            local: caller.invite.party.lamp,
-            remote: connectedParty.lamp,
-            startedAt: startedAt
-        )
+        return initiatorLineDialog(id: "c" + id, leg: caller, state: state, remote: connectedParty)
     }
 
     /// PHONES.md (Polycom): the first state of an incoming call is `early`, never `trying`.
@@ -314,16 +303,22 @@ extension CallStateMachine {
         } else {
             state = picker.finalStatus == 200 ? .confirmed : .trying
         }
-        let request = picker.invite.request
+        return initiatorLineDialog(id: "p" + id, leg: picker, state: state, remote: caller.invite.party)
+    }
+
+    /// The dialog of a line that sent an INVITE we answer (the caller's, a picker's), seen from
+    /// that line: its own From tag is local, ours remote.
+    private func initiatorLineDialog(id: String, leg: ServerLeg, state: LineDialog.State, remote: Party) -> LineDialog {
+        let request = leg.invite.request
         return LineDialog(
-            id: "p" + id,
+            id: id,
             callID: request.callID ?? "",
             localTag: request.from?.tag,
-            remoteTag: picker.localTag,
+            remoteTag: leg.localTag,
             direction: .initiator,
             state: state,
-            local: picker.invite.party.lamp,
-            remote: caller.invite.party.lamp,
+            local: leg.invite.party.lamp,
+            remote: remote.lamp,
             startedAt: startedAt
         )
     }

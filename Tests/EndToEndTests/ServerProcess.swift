@@ -59,7 +59,15 @@ final class ServerProcess: @unchecked Sendable {
     /// Starts `busylamp serve --directory FILE --data DIR --sip udp:127.0.0.1:0
     /// --sip tcp:127.0.0.1:0 --http 127.0.0.1:0` plus `extraArguments`, in `workDirectory`.
     /// A second start on the same `workDirectory` reuses its directory file and data.
-    static func start(in workDirectory: URL, extraArguments: [String] = []) async throws -> ServerProcess {
+    /// Starts `busylamp serve` with the directory fixture, or `busylamp demo` (its own demo
+    /// office, no directory file) when `demo` is set.
+    static func start(
+        in workDirectory: URL,
+        demo: Bool = false,
+        extraArguments: [String] = []
+    ) async throws
+        -> ServerProcess
+    {
         let binary = try TestEnvironment.busylampBinary()
         let directoryFile = try DirectoryFixture.write(into: workDirectory)
         let dataDirectory = workDirectory.appendingPathComponent("data")
@@ -71,10 +79,9 @@ final class ServerProcess: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
 
+        let command = demo ? ["demo"] : ["serve", "--directory", directoryFile.path]
         let arguments =
-            [
-                "serve",
-                "--directory", directoryFile.path,
+            command + [
                 "--data", dataDirectory.path,
                 "--sip", "udp:127.0.0.1:0",
                 "--sip", "tcp:127.0.0.1:0",

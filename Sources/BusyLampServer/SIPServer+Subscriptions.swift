@@ -213,8 +213,31 @@ extension SIPServer {
 
     // MARK: Notifier actions
 
+    /// NOTIFYs started per turn of the event loop. A change on a line watched by thousands
+    /// is sent in chunks, with the loop free between them to read the watchers' 200s: sent in
+    /// one go, 10,000 NOTIFYs kept the loop from reading long enough for the kernel to drop a
+    /// third of the answers at the UDP socket, each then costing a retransmission
+    /// (BENCHMARKS.md, "Calls").
+    static let notifiesPerLoopTurn = 256
+    static let pauseBetweenNotifyChunks: TimeAmount = .milliseconds(1)
+
     func execute(_ actions: [NotifierStateMachine.Action]) {
-        for action in actions {
+        execute(actions[...])
+    }
+
+    private func execute(_ actions: ArraySlice<NotifierStateMachine.Action>) {
+        var notifiesStarted = 0
+        for (index, action) in zip(actions.indices, actions) {
+            if case .sendNotify = action {
+                guard notifiesStarted < Self.notifiesPerLoopTurn else {
+                    let rest = actions[index...]
+                    // Not `execute`: NIO runs tasks queued by tasks in the same turn, before any
+                    // read. A deadline in the future lets the loop poll its sockets first.
+                    eventLoop.scheduleTask(in: Self.pauseBetweenNotifyChunks) { self.execute(rest) }
+                    return
+                }
+                notifiesStarted += 1
+            }
             switch action {
             case .sendNotify(let notify, let subscriptionID, let destination):
                 sendNotify(notify, subscriptionID: subscriptionID, to: destination)

@@ -41,9 +41,20 @@ extension SIPServer {
         switch routing.route(request.uri, from: caller, isLocalHost: { self.isLocal(host: $0) }) {
         case .failure(let refusal):
             countRefusal("invite", reason: refusal.code.rawValue)
+            logger.debug(
+                "INVITE refused",
+                metadata: [
+                    "sip.call_id": "\(request.callID ?? "-")", "sip.uri": "\(request.uri)",
+                    "sip.reason": "\(refusal.reasonPhrase)",
+                ]
+            )
             respond(to: request, key: key, status: refusal.statusCode, reason: refusal.reasonPhrase)
         case .success(.line(let line)):
             counters.increment("busylamp_calls_started_total", [("to", "line")])
+            logger.debug(
+                "Call to a line",
+                metadata: ["sip.call_id": "\(request.callID ?? "-")", "line": "\(line.number)"]
+            )
             let destinations = liveBindings(of: line.number).compactMap { binding in
                 SIPURI(binding.contact).map { CallStateMachine.Destination(requestURI: $0, peer: binding.source) }
             }
@@ -58,6 +69,10 @@ extension SIPServer {
             )
         case .success(.trunk(let trunk, let number)):
             counters.increment("busylamp_calls_started_total", [("to", "trunk")])
+            logger.debug(
+                "Call to the trunk",
+                metadata: ["sip.call_id": "\(request.callID ?? "-")", "trunk": "\(trunk.name)"]
+            )
             let host = trunk.host.contains(":") ? "[\(trunk.host)]" : trunk.host
             var uri = SIPURI(scheme: "sip", user: number, host: host, port: trunk.port)
             if trunk.transport == .tcp { uri.parameters.set("transport", "tcp") }
@@ -162,6 +177,7 @@ extension SIPServer {
                 }
             case .ended:
                 counters.increment("busylamp_calls_ended_total")
+                logger.debug("Call ended", metadata: ["call.id": "\(action.callID)"])
                 for timer in CallTimer.allCases {
                     callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
                 }

@@ -89,18 +89,12 @@ extension EndToEnd {
             try await withCallServer("call-callee-bye-\(transport)", over: transport) { server in
                 let callee = startCallee(.hangUp, name: "callee-bob", server, transport)
                 try await waitForLogs(["callee-bob": "registered"], server, transport)
-                let caller = try await SIPpRun.run(
+                let caller = try await aliceRuns(
                     "call_caller_hung_up",
-                    against: server,
-                    over: transport,
-                    line: Self.alice,
-                    localPort: try LoopbackSocket.freeUDPPort(),
-                    keys: [
-                        "target": Self.bob.extensionNumber,
-                        "sdp_port": String(CallFixture.callerMediaPort),
-                        "answer_port": String(CallFixture.calleeMediaPort),
-                    ],
-                    timeout: "30s"
+                    calling: Self.bob.extensionNumber,
+                    server,
+                    transport,
+                    keys: ["answer_port": String(CallFixture.calleeMediaPort)]
                 )
                 expectPass(caller, "call_caller_hung_up (Alice)", transport, server)
                 expectPass(try await callee.value, "call_callee + call_callee_hangup (Bob)", transport, server)
@@ -243,17 +237,11 @@ extension EndToEnd {
             try await withCallServer("call-487-\(transport)", over: transport) { server in
                 let callee = startCallee(.cancelled, name: "callee-bob", server, transport)
                 try await waitForLogs(["callee-bob": "registered"], server, transport)
-                let caller = try await SIPpRun.run(
+                let caller = try await aliceRuns(
                     "call_caller_cancel",
-                    against: server,
-                    over: transport,
-                    line: Self.alice,
-                    localPort: try LoopbackSocket.freeUDPPort(),
-                    keys: [
-                        "target": Self.bob.extensionNumber,
-                        "sdp_port": String(CallFixture.callerMediaPort),
-                    ],
-                    timeout: "30s"
+                    calling: Self.bob.extensionNumber,
+                    server,
+                    transport
                 )
                 expectPass(caller, "call_caller_cancel (Alice)", transport, server)
                 expectPass(try await callee.value, "call_callee + call_callee_cancelled (Bob)", transport, server)
@@ -615,19 +603,13 @@ extension EndToEnd {
             _ transport: Transport,
             answerPort: Int = CallFixture.calleeMediaPort
         ) async throws -> SIPpRun {
-            try await SIPpRun.run(
+            try await aliceRuns(
                 "call_caller",
-                against: server,
-                over: transport,
-                line: Self.alice,
-                localPort: try LoopbackSocket.freeUDPPort(),
+                calling: target,
+                server,
+                transport,
                 name: "caller-alice",
-                keys: [
-                    "target": target,
-                    "sdp_port": String(CallFixture.callerMediaPort),
-                    "answer_port": String(answerPort),
-                ],
-                timeout: "30s"
+                keys: ["answer_port": String(answerPort)]
             )
         }
 
@@ -638,18 +620,34 @@ extension EndToEnd {
             _ server: ServerProcess,
             _ transport: Transport
         ) async throws -> SIPpRun {
-            try await SIPpRun.run(
+            try await aliceRuns(
                 "call_refused",
+                calling: target,
+                server,
+                transport,
+                keys: ["status": String(status), "extra_header": "X-Busylamp-Test: none"]
+            )
+        }
+
+        /// Alice runs caller `scenario` towards `target`, her SDP on `CallFixture.callerMediaPort`.
+        func aliceRuns(
+            _ scenario: String,
+            calling target: String,
+            _ server: ServerProcess,
+            _ transport: Transport,
+            name: String? = nil,
+            keys: [String: String] = [:]
+        ) async throws -> SIPpRun {
+            try await SIPpRun.run(
+                scenario,
                 against: server,
                 over: transport,
                 line: Self.alice,
                 localPort: try LoopbackSocket.freeUDPPort(),
-                keys: [
-                    "target": target,
-                    "sdp_port": String(CallFixture.callerMediaPort),
-                    "status": String(status),
-                    "extra_header": "X-Busylamp-Test: none",
-                ],
+                name: name,
+                keys: keys.merging(["target": target, "sdp_port": String(CallFixture.callerMediaPort)]) { mine, _ in
+                    mine
+                },
                 timeout: "30s"
             )
         }

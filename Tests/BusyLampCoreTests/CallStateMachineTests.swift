@@ -490,6 +490,18 @@ struct CallStateMachineTests {
         #expect(failed.last == .ended)
     }
 
+    @Test("BYE from the caller in its early dialog: 200, 487 to its INVITE, CANCEL to the ringing forks")
+    func byeWhileRinging() throws {
+        var call = Self.ringing()
+        let bye = F.inDialog(.bye, ourSide: call.callerDialog, cseq: 3, branch: "z9hG4bK-bye-e", peer: F.alicePhone)
+        let key = try #require(TransactionKey(incoming: bye))
+        let actions = call.machine.receivedRequest(bye, transaction: key, from: .caller)
+        #expect(F.responses(actions, to: key).map(\.statusCode) == [200])
+        #expect(F.responses(actions).map(\.statusCode).sorted() == [200, 487])
+        #expect(F.sent(actions, .cancel).map(\.branch) == call.forks.map(\.branch))
+        #expect(F.sent(actions, .bye).isEmpty, "nothing is connected: no BYE goes anywhere")
+    }
+
     @Test("BYEs crossing: the second one is answered 200 at once")
     func byesCross() throws {
         var call = Self.talking()

@@ -666,25 +666,35 @@ public struct CallStateMachine: Sendable {
         return [.send(forward, branch: Via.magicCookie + identifiers.make(), to: peer(of: target))]
     }
 
-    /// BYE ends the call for both: answered 200 at once, and a BYE to the other side. Lamps
-    /// go out now, not when the other side answers its BYE.
+    /// A BYE outside a connected call, answered 200 here. From the caller before the answer
+    /// it ends the attempt like CANCEL (RFC 3261 §15: "The caller's UA MAY send a BYE for either
+    /// confirmed or early dialogs"); a BYE crossing ours once the call has ended is just answered.
     private mutating func byeArrived(
         _ request: SIPRequest,
         transaction: TransactionKey,
         from side: Side
     ) -> [CallAction] {
         var actions: [CallAction] = [.respond(Self.reply(to: request, 200, nil), to: transaction)]
-        switch phase {
-        case .ringing, .pickingUp:
-            // RFC 3261 §15: "The caller's UA MAY send a BYE for either confirmed or early
-            // dialogs"; from the caller it ends the attempt like CANCEL.
-            guard side == .caller else { return actions }
-            actions += finish(callerStatus: 487, reason: nil)
-            if picker != nil { actions += hangUp(.picker) }
-            return actions
-        case .answered, .talking, .ended:
-            return actions
+        guard side == .caller, phase == .ringing || isPickingUp else { return actions }
+        let pickerLeg = picker
+        actions += finish(callerStatus: 487, reason: nil)
+        if let pickerLeg {
+            // A pickup under way: the picker's INVITE gets its final answer, or its dialog a BYE.
+            if pickerLeg.finalStatus == nil {
+                actions += answer(
+                    .picker,
+                    with: Self.reply(to: pickerLeg.invite.request, 480, "Caller Hung Up", toTag: pickerLeg.localTag)
+                )
+            } else {
+                actions += hangUp(.picker)
+            }
         }
+        return actions
+    }
+
+    private var isPickingUp: Bool {
+        if case .pickingUp = phase { return true }
+        return false
     }
 
     /// A BYE of ours to `side`, in its dialog.

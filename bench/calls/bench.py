@@ -43,7 +43,6 @@ import glob
 import os
 import re
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -51,71 +50,11 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HOST = "127.0.0.1"
-DOMAIN = "sip.busylamp.test"
-KAM_CFG = os.path.join(HERE, "..", "subscribe", "kamailio-blf-auth.cfg")
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(HERE))
+from benchlib import (DOMAIN, HOST, BusyLamp, Kamailio, free_port, log, loadavg_text as loadavg,  # noqa: E402
+                      med, pct, sipp_rtd, sipp_stat, sipp_trace_args, stat_int, time_cpu_s, udp_drops, write_row)
+
 TRACE_MSG = False  # --trace-msg: every SIPp logs its messages (debugging only; costs CPU)
-
-
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1 (chosen by the OS for UDP)."""
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind((HOST, 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind((HOST, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
-    raise SystemExit("no free port")
-
-
-def loadavg():
-    return open("/proc/loadavg").read().split()[0]
-
-
-def proc_cpu(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        st = f.read().rsplit(")", 1)[1].split()
-    return (int(st[11]) + int(st[12])) / TICK
-
-
-def udp_drops(port):
-    """Datagrams the kernel dropped at the 127.0.0.1:port UDP socket (receive buffer full),
-    from /proc/net/udp's last column, summed over the sockets bound there."""
-    total = 0
-    want = "0100007F:%04X" % port
-    with open("/proc/net/udp") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            if parts[1] == want:
-                total += int(parts[-1])
-    return total
-
-
-def children_of(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read().rsplit(")", 1)[1].split()
-                if int(st[1]) == pid:
-                    out.append(int(d))
-            except (OSError, IndexError):
-                pass
-    return out
 
 
 # ---------------------------------------------------------------- data
@@ -171,167 +110,6 @@ def write_data(d, callee_lines, watchers, trunk_port):
     return d
 
 
-# ---------------------------------------------------------------- servers
-class BusyLamp:
-    name = "BusyLamp"
-
-    def __init__(self, binary, data, dirpath, config=None):
-        self.binary, self.data, self.dir, self.config = binary, data, dirpath, config
-        subprocess.run(["rm", "-rf", self.dir], check=True)
-        os.makedirs(self.dir)
-        self.p = None
-        self.domain = DOMAIN
-
-    def start(self):
-        self.out = open(os.path.join(self.dir, "stdout.log"), "w")
-        self.err = open(os.path.join(self.dir, "server.log"), "w")
-        cmd = [self.binary, "serve", "--directory", os.path.join(self.data, "directory.yaml"),
-               "--data", os.path.join(self.dir, "data"),
-               "--sip", "udp:%s:0" % HOST, "--sip", "tcp:%s:0" % HOST, "--http", "%s:0" % HOST]
-        if self.config:
-            cmd += ["--config", self.config]
-        self.cmd = cmd
-        t0 = time.time()
-        self.p = subprocess.Popen(cmd, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL)
-        self.port = None
-        while time.time() - t0 < 180:
-            time.sleep(0.1)
-            text = open(os.path.join(self.dir, "stdout.log")).read()
-            m = re.search(r"^sip udp 127\.0\.0\.1:(\d+)$", text, re.M)
-            if m:
-                self.port = int(m.group(1))
-            if re.search(r"^ready$", text, re.M) and self.port:
-                self.start_s = time.time() - t0
-                return self
-            if self.p.poll() is not None:
-                raise RuntimeError("busylamp exited rc=%s before ready; see %s/server.log" % (self.p.returncode, self.dir))
-        self.stop()
-        raise RuntimeError("busylamp not ready within 180 s; see %s" % self.dir)
-
-    def cpu(self):
-        return proc_cpu(self.p.pid)
-
-    def alive(self):
-        return self.p is not None and self.p.poll() is None
-
-    def stop(self):
-        if not self.p:
-            return None
-        rc = self.p.poll()
-        if rc is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                rc = self.p.wait(20)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                rc = self.p.wait(5)
-        self.out.close()
-        self.err.close()
-        self.p = None
-        return rc
-
-    def log_problems(self):
-        path = os.path.join(self.dir, "server.log")
-        bad = [l for l in open(path, errors="replace") if re.search(r"\b(warning|error|critical)\b", l)]
-        return len(bad), bad[:3]
-
-
-class Kamailio:
-    name = "Kamailio"
-
-    def __init__(self, data, dirpath, children=2, shm=2048, pkg=16):
-        self.data, self.run = data, dirpath
-        subprocess.run(["rm", "-rf", self.run], check=True)
-        os.makedirs(os.path.join(self.run, "dbtext"))
-        os.makedirs(os.path.join(self.run, "run"))
-        self.children, self.shm, self.pkg = children, shm, pkg
-        self.p = None
-
-    def start(self):
-        self.port = free_port()
-        # Kamailio routes a Request-URI naming itself: the domain is its own address
-        self.domain = "%s:%d" % (HOST, self.port)
-        for t in ("version", "presentity", "active_watchers", "watchers", "xcap", "pua"):
-            subprocess.run(["cp", "/usr/share/kamailio/dbtext/kamailio/" + t, self.run + "/dbtext/"], check=True)
-        subprocess.run(["cp", os.path.join(self.data, "htable"), self.run + "/dbtext/htable"], check=True)
-        cfg = open(KAM_CFG).read().replace("@RUN@", self.run).replace("@PORT@", str(self.port))
-        cfgp = os.path.join(self.run, "kamailio.cfg")
-        open(cfgp, "w").write(cfg)
-        cmd = ["kamailio", "-f", cfgp, "-DD", "-E", "-Y", self.run + "/run",
-               "-m", str(self.shm), "-M", str(self.pkg), "-n", str(self.children), "-N", "2"]
-        self.cmd = cmd
-        self.logf = open(os.path.join(self.run, "server.log"), "w")
-        t0 = time.time()
-        self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  cwd=self.run)
-        while time.time() - t0 < 60:
-            time.sleep(0.2)
-            if self.p.poll() is not None:
-                raise RuntimeError("kamailio exited rc=%s; see %s/server.log" % (self.p.returncode, self.run))
-            try:
-                self.rpc("core.uptime")
-                break
-            except (RuntimeError, subprocess.TimeoutExpired):
-                pass
-        else:
-            self.stop()
-            raise RuntimeError("kamailio not answering kamcmd within 60 s")
-        self.start_s = time.time() - t0
-        time.sleep(0.5)
-        return self
-
-    def rpc(self, *args):
-        r = subprocess.run(["kamcmd", "-s", "unix:" + self.run + "/kamailio_ctl"] + list(args),
-                           capture_output=True, text=True, timeout=20)
-        if r.returncode != 0:
-            raise RuntimeError("kamcmd %s: %s" % (args, r.stderr))
-        return r.stdout
-
-    def pids(self):
-        return [self.p.pid] + children_of(self.p.pid)
-
-    def cpu(self):
-        tot = 0.0
-        for pid in self.pids():
-            try:
-                tot += proc_cpu(pid)
-            except OSError:
-                pass
-        return tot
-
-    def alive(self):
-        return self.p is not None and self.p.poll() is None
-
-    def stop(self):
-        if not self.p:
-            return None
-        pids = self.pids()
-        rc = self.p.poll()
-        if rc is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                rc = self.p.wait(20)
-            except subprocess.TimeoutExpired:
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                rc = self.p.wait(5)
-        for _ in range(50):
-            if not [pid for pid in pids if os.path.exists("/proc/%d" % pid)]:
-                break
-            time.sleep(0.2)
-        self.logf.close()
-        self.p = None
-        return rc
-
-    def log_problems(self):
-        path = os.path.join(self.run, "server.log")
-        bad = [l for l in open(path, errors="replace") if re.search(r"\b(ERROR|CRITICAL|ALERT)\b", l)]
-        return len(bad), bad[:3]
-
-
 # ---------------------------------------------------------------- SIPp
 class Sipp:
     """One SIPp process, its files in its own folder, bounded by `timeout`."""
@@ -343,11 +121,7 @@ class Sipp:
         cmd = ["sipp", "%s:%d" % (HOST, server.port), "-sf", scenario, "-set", "dom", server.domain,
                "-i", HOST, "-p", str(port), "-mp", str(free_port()), "-t", "u1", "-nostdin",
                "-buff_size", "4194304", "-max_recv_loops", "100000", "-max_sched_loops", "100000",
-               "-default_behaviors", "all,-bye",
-               "-trace_stat", "-stf", os.path.join(d, "stat.csv"), "-fd", "1",
-               "-trace_counts", "-trace_rtt", "-rtt_freq", "20",
-               "-trace_err", "-error_file", os.path.join(d, "errors.log"),
-               "-trace_screen", "-screen_file", os.path.join(d, "screen.log")]
+               "-default_behaviors", "all,-bye"] + sipp_trace_args(d, 20)
         if inf:
             cmd += ["-inf", inf]
         if TRACE_MSG:
@@ -389,36 +163,12 @@ class Sipp:
         return rc
 
     def stats(self):
-        try:
-            rows = list(csv.reader(open(os.path.join(self.d, "stat.csv")), delimiter=";"))
-        except OSError:
-            tail = open(os.path.join(self.d, "stdout.log"), errors="replace").read()[-600:]
-            raise RuntimeError("SIPp wrote no statistics: %s" % tail)
-        st = dict(zip(rows[0], rows[-1]))
-        start = float(st["StartTime"].split("\t")[-1])
-        now = float(st["CurrentTime"].split("\t")[-1])
-        res = dict(ok=int(st["SuccessfulCall(C)"]), failed=int(st["FailedCall(C)"]),
-                   created=int(st.get("OutgoingCall(C)", 0) or 0) + int(st.get("IncomingCall(C)", 0) or 0),
-                   retrans=int(st["Retransmissions(C)"]), elapsed_s=round(now - start, 3),
-                   unexpected=int(st.get("FailedUnexpectedMessage(C)", 0) or 0))
-        rtd = {}
-        for f in glob.glob(os.path.join(self.d, "*_rtt.csv")):
-            with open(f) as fh:
-                next(fh, None)
-                for line in fh:
-                    p2 = line.strip().split(";")
-                    if len(p2) == 3:
-                        try:
-                            rtd.setdefault(p2[2], []).append(float(p2[1]))
-                        except ValueError:
-                            pass
-        res["rtd"] = rtd
-        try:
-            e, u, s = open(self.timef).read().split()[-3:]
-            res["cpu_s"] = round(float(u) + float(s), 2)
-        except (OSError, ValueError):
-            res["cpu_s"] = float("nan")
-        return res
+        st, elapsed = sipp_stat(self.d)
+        return dict(ok=int(st["SuccessfulCall(C)"]), failed=int(st["FailedCall(C)"]),
+                    created=stat_int(st, "OutgoingCall(C)") + stat_int(st, "IncomingCall(C)"),
+                    retrans=int(st["Retransmissions(C)"]), elapsed_s=elapsed,
+                    unexpected=stat_int(st, "FailedUnexpectedMessage(C)"),
+                    rtd=sipp_rtd(self.d), cpu_s=time_cpu_s(self.timef))
 
     def errors_excerpt(self, n=6):
         out = []
@@ -428,26 +178,10 @@ class Sipp:
         return out[:n]
 
 
-def pct(v, q):
-    if not v:
-        return float("nan")
-    v = sorted(v)
-    return v[min(len(v) - 1, max(0, int(round(q / 100.0 * (len(v) - 1)))))]
-
-
-def write_row(path, row):
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row.keys()))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
 def make_server(variant, a, data, tag):
     d = os.path.join(a.work, "runs", tag)
     if variant.startswith("busylamp"):
-        return BusyLamp(a.busylamp, data, d, a.busylamp_config)
+        return BusyLamp(a.busylamp, os.path.join(data, "directory.yaml"), d, a.busylamp_config)
     return Kamailio(data, d, children=a.kam_children, shm=a.kam_shm)
 
 
@@ -780,23 +514,6 @@ def fanout_run(variant, a, watchers, run):
 
 
 # ---------------------------------------------------------------- tables
-def med(rows, key, fmt="{:,.0f}"):
-    v = []
-    for r in rows:
-        try:
-            x = float(r[key])
-        except (ValueError, TypeError):
-            continue
-        if x == x:
-            v.append(x)
-    if not v:
-        return "n/a"
-    m = statistics.median(v)
-    if len(v) == 1 or min(v) == max(v):
-        return fmt.format(m)
-    return "%s (%s..%s)" % (fmt.format(m), fmt.format(min(v)), fmt.format(max(v)))
-
-
 def truthy(x):
     return x is True or str(x) == "True"
 

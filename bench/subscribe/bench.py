@@ -21,257 +21,20 @@ import argparse
 import csv
 import glob
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(HERE))
+from benchlib import (HOST, BusyLamp, Kamailio, free_port, loadavg, log, med, pct, sipp_rtd,  # noqa: E402
+                      sipp_stat, sipp_trace_args, stat_int, time_cpu_s, write_row)
+
 SCENARIO = os.path.join(HERE, "subscribe_digest.xml")
-KAM_CFG = os.path.join(HERE, "kamailio-blf-auth.cfg")
-TICK = os.sysconf("SC_CLK_TCK")
 
-
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1 (chosen by the OS for UDP)."""
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind((HOST, 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind((HOST, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
-    raise SystemExit("no free port")
-
-
-def loadavg():
-    return float(open("/proc/loadavg").read().split()[0])
-
-
-def proc_cpu(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        st = f.read().rsplit(")", 1)[1].split()
-    return (int(st[11]) + int(st[12])) / TICK
-
-
-def children_of(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    st = f.read().rsplit(")", 1)[1].split()
-                if int(st[1]) == pid:
-                    out.append(int(d))
-            except (OSError, IndexError):
-                pass
-    return out
-
-
-# ---------------------------------------------------------------- servers
-class BusyLamp:
-    name = "BusyLamp"
-
-    def __init__(self, binary, directory, work, tag):
-        self.binary, self.directory = binary, directory
-        self.dir = os.path.join(work, tag)
-        subprocess.run(["rm", "-rf", self.dir], check=True)
-        os.makedirs(self.dir)
-        self.p = None
-
-    def start(self):
-        self.out = open(os.path.join(self.dir, "stdout.log"), "w")
-        self.err = open(os.path.join(self.dir, "server.log"), "w")
-        cmd = [self.binary, "serve", "--directory", self.directory, "--data", os.path.join(self.dir, "data"),
-               "--sip", "udp:%s:0" % HOST, "--sip", "tcp:%s:0" % HOST, "--http", "%s:0" % HOST]
-        self.cmd = cmd
-        t0 = time.time()
-        self.p = subprocess.Popen(cmd, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL)
-        self.port = None
-        while time.time() - t0 < 180:
-            time.sleep(0.1)
-            text = open(os.path.join(self.dir, "stdout.log")).read()
-            m = re.search(r"^sip udp 127\.0\.0\.1:(\d+)$", text, re.M)
-            if m:
-                self.port = int(m.group(1))
-            if re.search(r"^ready$", text, re.M) and self.port:
-                self.start_s = time.time() - t0
-                return self
-            if self.p.poll() is not None:
-                raise RuntimeError("busylamp exited rc=%s before ready; see %s/server.log" % (self.p.returncode, self.dir))
-        self.stop()
-        raise RuntimeError("busylamp not ready within 180 s; see %s" % self.dir)
-
-    def cpu(self):
-        return proc_cpu(self.p.pid)
-
-    def rss_kb(self):
-        with open("/proc/%d/status" % self.p.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
-    def alive(self):
-        return self.p is not None and self.p.poll() is None
-
-    def stop(self):
-        if not self.p:
-            return None
-        rc = self.p.poll()
-        if rc is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                rc = self.p.wait(20)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                rc = self.p.wait(5)
-        self.out.close()
-        self.err.close()
-        self.p = None
-        return rc
-
-    def log_problems(self):
-        """Lines of the server log at warning level or worse (kept short)."""
-        path = os.path.join(self.dir, "server.log")
-        bad = [l for l in open(path, errors="replace") if re.search(r"\b(warning|error|critical)\b", l)]
-        return len(bad), bad[:3]
-
-
-class Kamailio:
-    name = "Kamailio"
-
-    def __init__(self, data, work, tag, children=2, shm=2048, pkg=16):
-        self.data = data
-        self.run = os.path.join(work, tag)
-        subprocess.run(["rm", "-rf", self.run], check=True)
-        os.makedirs(os.path.join(self.run, "dbtext"))
-        os.makedirs(os.path.join(self.run, "run"))
-        self.children, self.shm, self.pkg = children, shm, pkg
-        self.p = None
-
-    def start(self):
-        self.port = free_port()
-        for t in ("version", "presentity", "active_watchers", "watchers", "xcap", "pua"):
-            subprocess.run(["cp", "/usr/share/kamailio/dbtext/kamailio/" + t, self.run + "/dbtext/"], check=True)
-        subprocess.run(["cp", os.path.join(self.data, "htable"), self.run + "/dbtext/htable"], check=True)
-        with open(os.path.join(self.run, "dbtext", "version"), "a") as f:
-            if "htable:" not in open(os.path.join(self.run, "dbtext", "version")).read():
-                f.write("htable:2\n")
-        cfg = open(KAM_CFG).read().replace("@RUN@", self.run).replace("@PORT@", str(self.port))
-        cfgp = os.path.join(self.run, "kamailio.cfg")
-        open(cfgp, "w").write(cfg)
-        cmd = ["kamailio", "-f", cfgp, "-DD", "-E", "-Y", self.run + "/run",
-               "-m", str(self.shm), "-M", str(self.pkg), "-n", str(self.children), "-N", "2"]
-        self.cmd = cmd
-        self.logf = open(os.path.join(self.run, "server.log"), "w")
-        t0 = time.time()
-        self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  cwd=self.run)
-        while time.time() - t0 < 60:
-            time.sleep(0.2)
-            if self.p.poll() is not None:
-                raise RuntimeError("kamailio exited rc=%s; see %s/server.log" % (self.p.returncode, self.run))
-            try:
-                self.rpc("core.uptime")
-                break
-            except (RuntimeError, subprocess.TimeoutExpired):
-                pass
-        else:
-            self.stop()
-            raise RuntimeError("kamailio not answering kamcmd within 60 s")
-        self.start_s = time.time() - t0
-        time.sleep(0.5)
-        return self
-
-    def rpc(self, *args):
-        r = subprocess.run(["kamcmd", "-s", "unix:" + self.run + "/kamailio_ctl"] + list(args),
-                           capture_output=True, text=True, timeout=20)
-        if r.returncode != 0:
-            raise RuntimeError("kamcmd %s: %s" % (args, r.stderr))
-        return r.stdout
-
-    def pids(self):
-        return [self.p.pid] + children_of(self.p.pid)
-
-    def cpu(self):
-        tot = 0.0
-        for pid in self.pids():
-            try:
-                tot += proc_cpu(pid)
-            except OSError:
-                pass
-        return tot
-
-    def shm_used(self):
-        d = {}
-        for line in self.rpc("core.shmmem").splitlines():
-            k, _, v = line.strip().rstrip(",").partition(":")
-            try:
-                d[k.strip()] = int(v)
-            except ValueError:
-                pass
-        return d
-
-    def pss_kb(self):
-        tot = 0
-        for pid in self.pids():
-            try:
-                with open("/proc/%d/smaps_rollup" % pid) as f:
-                    for line in f:
-                        if line.startswith("Pss:"):
-                            tot += int(line.split()[1])
-            except OSError:
-                pass
-        return tot
-
-    def alive(self):
-        return self.p is not None and self.p.poll() is None
-
-    def stop(self):
-        if not self.p:
-            return None
-        pids = self.pids()
-        rc = self.p.poll()
-        if rc is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                rc = self.p.wait(20)
-            except subprocess.TimeoutExpired:
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                rc = self.p.wait(5)
-        for _ in range(50):
-            alive = [pid for pid in pids if os.path.exists("/proc/%d" % pid)]
-            if not alive:
-                break
-            time.sleep(0.2)
-        self.logf.close()
-        self.p = None
-        return rc
-
-    def log_problems(self):
-        path = os.path.join(self.run, "server.log")
-        bad = [l for l in open(path, errors="replace") if re.search(r"\b(ERROR|CRITICAL|ALERT)\b", l)]
-        return len(bad), bad[:3]
 
 
 # ---------------------------------------------------------------- SIPp
@@ -285,11 +48,7 @@ def sipp(server, data, domain, rate, calls, tag, work):
            "-t", "u1", "-r", str(rate), "-m", str(calls), "-l", "10000",
            "-recv_timeout", "10000", "-max_recv_loops", "100000", "-buff_size", "4194304", "-nostdin",
            # a failed call is not followed by a BYE (the server has no dialog usage for it)
-           "-default_behaviors", "all,-bye",
-           "-trace_stat", "-stf", os.path.join(d, "stat.csv"), "-fd", "1",
-           "-trace_counts", "-trace_rtt", "-rtt_freq", "100",
-           "-trace_err", "-error_file", os.path.join(d, "errors.log"),
-           "-trace_screen", "-screen_file", os.path.join(d, "screen.log")]
+           "-default_behaviors", "all,-bye"] + sipp_trace_args(d, 100)
     timef = os.path.join(d, "time.txt")
     full = ["/usr/bin/time", "-f", "%e %U %S", "-o", timef, "timeout", str(limit)] + cmd
     with open(os.path.join(d, "stdout.log"), "w") as out:
@@ -300,18 +59,11 @@ def sipp(server, data, domain, rate, calls, tag, work):
             os.killpg(p.pid, signal.SIGKILL)
             rc = p.wait(10)
     res = dict(sipp_rc=rc, sipp_dir=d, sipp_cmd=" ".join(cmd))
-    try:
-        rows = list(csv.reader(open(os.path.join(d, "stat.csv")), delimiter=";"))
-    except OSError:
-        tail = open(os.path.join(d, "stdout.log"), errors="replace").read()[-600:]
-        raise RuntimeError("SIPp wrote no statistics (rc %s): %s" % (rc, tail))
-    st = dict(zip(rows[0], rows[-1]))
-    start = float(st["StartTime"].split("\t")[-1])
-    now = float(st["CurrentTime"].split("\t")[-1])
+    st, elapsed = sipp_stat(d, " (rc %s)" % rc)
     res.update(ok=int(st["SuccessfulCall(C)"]), failed=int(st["FailedCall(C)"]),
-               sub_retrans=int(st["Retransmissions(C)"]), elapsed_s=round(now - start, 3),
-               unexpected=int(st.get("FailedUnexpectedMessage(C)", 0) or 0),
-               timeouts=int(st.get("FailedMaxUDPRetrans(C)", 0) or 0) + int(st.get("FailedCmdNotSent(C)", 0) or 0))
+               sub_retrans=int(st["Retransmissions(C)"]), elapsed_s=elapsed,
+               unexpected=stat_int(st, "FailedUnexpectedMessage(C)"),
+               timeouts=stat_int(st, "FailedMaxUDPRetrans(C)") + stat_int(st, "FailedCmdNotSent(C)"))
     counts = glob.glob(os.path.join(d, "*_counts.csv"))
     notify_retrans = 0
     if counts:
@@ -320,51 +72,21 @@ def sipp(server, data, domain, rate, calls, tag, work):
             if k.endswith("NOTIFY_Retrans") and v.strip().isdigit():
                 notify_retrans += int(v)
     res["notify_retrans"] = notify_retrans
-    rtd = {}
-    for f in glob.glob(os.path.join(d, "*_rtt.csv")):
-        with open(f) as fh:
-            next(fh, None)
-            for line in fh:
-                p2 = line.strip().split(";")
-                if len(p2) == 3:
-                    try:
-                        rtd.setdefault(p2[2], []).append(float(p2[1]))
-                    except ValueError:
-                        pass
+    rtd = sipp_rtd(d)
     for key, name in (("1", "sub200"), ("2", "subnotify")):
         v = rtd.get(key, [])
         for q in (50, 95, 99):
             res["%s_p%d_ms" % (name, q)] = pct(v, q)
-    try:
-        e, u, s = open(timef).read().split()[-3:]
-        res["sipp_cpu_s"] = round(float(u) + float(s), 2)
-    except (OSError, ValueError):
-        res["sipp_cpu_s"] = float("nan")
+    res["sipp_cpu_s"] = time_cpu_s(timef)
     res["achieved_per_s"] = round(res["ok"] / res["elapsed_s"], 1) if res["elapsed_s"] > 0 else 0.0
     return res
-
-
-def pct(v, q):
-    if not v:
-        return float("nan")
-    v = sorted(v)
-    return v[min(len(v) - 1, max(0, int(round(q / 100.0 * (len(v) - 1)))))]
 
 
 # ---------------------------------------------------------------- runs
 def make_server(kind, a, tag):
     if kind == "busylamp":
-        return BusyLamp(a.busylamp, os.path.join(a.data, "directory.yaml"), a.work, tag)
-    return Kamailio(a.data, a.work, tag, children=a.kam_children, shm=a.kam_shm)
-
-
-def write_row(path, row):
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row.keys()))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+        return BusyLamp(a.busylamp, os.path.join(a.data, "directory.yaml"), os.path.join(a.work, tag))
+    return Kamailio(a.data, os.path.join(a.work, tag), children=a.kam_children, shm=a.kam_shm)
 
 
 def rate_run(kind, a, rate, run):
@@ -465,16 +187,6 @@ def memory_run(kind, a, run):
 
 
 # ---------------------------------------------------------------- tables
-def med(rows, key, fmt="{:,.0f}"):
-    v = [float(r[key]) for r in rows if r[key] == r[key]]  # drop NaN
-    if not v:
-        return "n/a"
-    m = statistics.median(v)
-    if len(v) == 1 or min(v) == max(v):
-        return fmt.format(m)
-    return "%s (%s..%s)" % (fmt.format(m), fmt.format(min(v)), fmt.format(max(v)))
-
-
 def summary(rows, mem, a):
     out = []
     servers = []

@@ -58,6 +58,19 @@ struct B2BUAStateMachineTests {
         return Placed(id: id, caller: caller, invite: invite)
     }
 
+    /// Bob's phone answers the placed call with its SDP; returns what the B2BUA did.
+    @discardableResult
+    static func answer(_ placed: Placed, in b2bua: inout B2BUAStateMachine) -> [B2BUAStateMachine.Action] {
+        let ok = F.response(
+            200,
+            to: placed.invite.request,
+            tag: "ring-\(placed.id)",
+            contact: "<sip:x@h>",
+            body: F.bobSDP
+        )
+        return b2bua.receivedResponse(ok, branch: placed.invite.branch)
+    }
+
     // MARK: Routing messages to calls
 
     @Test("responses find their call by branch; an unknown branch is dropped")
@@ -69,20 +82,14 @@ struct B2BUAStateMachineTests {
         #expect(first.id != second.id)
         #expect(first.invite.branch != second.invite.branch)
 
-        let ok = F.response(
-            200,
-            to: second.invite.request,
-            tag: "ring-\(second.id)",
-            contact: "<sip:x@h>",
-            body: F.bobSDP
-        )
-        let actions = b2bua.receivedResponse(ok, branch: second.invite.branch)
+        let actions = Self.answer(second, in: &b2bua)
         #expect(actions.allSatisfy { $0.callID == second.id })
         #expect(F.responses(Self.inner(actions), to: second.caller.transaction).map(\.statusCode) == [200])
         #expect(b2bua.call(id: first.id)?.isRinging == true)
         #expect(b2bua.call(id: second.id)?.isRinging == false)
 
-        #expect(b2bua.receivedResponse(ok, branch: "z9hG4bK-nobody") == [])
+        let stray = F.response(200, to: second.invite.request, tag: "stray", contact: "<sip:x@h>")
+        #expect(b2bua.receivedResponse(stray, branch: "z9hG4bK-nobody") == [])
         #expect(b2bua.requestFailed(branch: "z9hG4bK-nobody", status: 408) == [])
     }
 
@@ -90,14 +97,7 @@ struct B2BUAStateMachineTests {
     func requestsByDialog() throws {
         var b2bua = Self.b2bua()
         let placed = try Self.place(&b2bua)
-        let ok = F.response(
-            200,
-            to: placed.invite.request,
-            tag: "ring-\(placed.id)",
-            contact: "<sip:x@h>",
-            body: F.bobSDP
-        )
-        _ = b2bua.receivedResponse(ok, branch: placed.invite.branch)
+        Self.answer(placed, in: &b2bua)
         let call = try #require(b2bua.call(id: placed.id))
         let callerTag = call.caller.localTag
         let dialog = (
@@ -189,14 +189,7 @@ struct B2BUAStateMachineTests {
     func fullCall() throws {
         var b2bua = Self.b2bua()
         let placed = try Self.place(&b2bua)
-        let ok = F.response(
-            200,
-            to: placed.invite.request,
-            tag: "ring-\(placed.id)",
-            contact: "<sip:x@h>",
-            body: F.bobSDP
-        )
-        _ = b2bua.receivedResponse(ok, branch: placed.invite.branch)
+        Self.answer(placed, in: &b2bua)
         let callerTag = try #require(b2bua.call(id: placed.id)?.caller.localTag)
         let dialog = (
             callID: placed.caller.request.callID!, ourTag: callerTag, ourURI: "sip:202@\(F.domain)", theirTag: "ph-a",
@@ -411,14 +404,7 @@ struct B2BUAStateMachineTests {
     func replacesAnswered() throws {
         var b2bua = Self.b2bua()
         let placed = try Self.place(&b2bua)
-        let ok = F.response(
-            200,
-            to: placed.invite.request,
-            tag: "ring-\(placed.id)",
-            contact: "<sip:x@h>",
-            body: F.bobSDP
-        )
-        _ = b2bua.receivedResponse(ok, branch: placed.invite.branch)
+        Self.answer(placed, in: &b2bua)
         let call = try #require(b2bua.call(id: placed.id))
         let tags = (call.calleeFromTag, "ring-\(placed.id)")
         let picker = F.pickerInvite()

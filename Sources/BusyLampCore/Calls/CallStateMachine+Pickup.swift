@@ -60,8 +60,8 @@ extension CallStateMachine {
                 )
             ]
         }
-        let callerOffer = Self.sessionDescription(of: caller.invite.request.headers, body: caller.invite.request.body)
-        let pickerOffer = Self.sessionDescription(of: invite.request.headers, body: invite.request.body)
+        let callerOffer = Self.sessionDescription(of: caller.invite.request)
+        let pickerOffer = Self.sessionDescription(of: invite.request)
         if callerOffer == nil, pickerOffer == nil {
             return [
                 .respond(
@@ -80,27 +80,31 @@ extension CallStateMachine {
             placeholderOrigin.version = origin.version > 0 ? origin.version - 1 : origin.version
             let placeholder = pickerOffer.inactiveAnswer(origin: placeholderOrigin)
             phase = .pickingUp(.awaitingPickerACKBeforeReinvite)
-            actions += answer(.picker, with: pickerAnswer(body: placeholder.bytes))
-        case (let callerOffer?, nil):
+            actions += answer(
+                .picker,
+                with: pickerAnswer(body: placeholder.bytes, contentType: SessionDescription.contentType)
+            )
+        case (_?, nil):
             phase = .pickingUp(.awaitingAnswerInPickerACK)
-            actions += answer(.picker, with: pickerAnswer(body: callerOffer.bytes))
-        case (nil, let pickerOffer?):
+            let offer = caller.invite.request
+            actions += answer(.picker, with: pickerAnswer(body: offer.body, contentType: offer.contentType))
+        case (nil, _?):
             phase = .pickingUp(.awaitingAnswerInCallerACK)
-            actions += answerCaller(status: 200, reason: nil, like: Self.sdpCarrier(pickerOffer.bytes))
+            actions += answerCaller(status: 200, reason: nil, carrying: invite.request)
         case (nil, nil):
             return []  // refused above
         }
         return actions + lamps()
     }
 
-    private func pickerAnswer(body: [UInt8]) -> SIPResponse {
+    private func pickerAnswer(body: [UInt8], contentType: String?) -> SIPResponse {
         var response = SIPResponse(
             replyingTo: picker!.invite.request,
             statusCode: 200,
             reasonPhrase: nil,
             toTag: picker!.localTag
         )
-        response.headers.add(.contentType, SessionDescription.contentType)
+        if let contentType { response.headers.add(.contentType, contentType) }
         response.body = body
         return response
     }
@@ -111,7 +115,7 @@ extension CallStateMachine {
         switch (exchange, side) {
         case (.awaitingPickerACKBeforeReinvite, .picker):
             guard var dialog = picker?.dialog,
-                var offer = Self.sessionDescription(of: caller.invite.request.headers, body: caller.invite.request.body)
+                var offer = Self.sessionDescription(of: caller.invite.request)
             else { return failPickup() }
             if let origin = offer.origin, origin.version == 0 {
                 var raised = origin
@@ -128,15 +132,11 @@ extension CallStateMachine {
         case (.awaitingAnswerInPickerACK, .picker):
             guard !ack.body.isEmpty else { return failPickup() }
             phase = .talking
-            var carrier = SIPResponse(statusCode: 200)
-            Self.copyBody(from: ack.headers, body: ack.body, into: &carrier)
-            return answerCaller(status: 200, reason: nil, like: carrier) + lamps()
+            return answerCaller(status: 200, reason: nil, carrying: ack) + lamps()
         case (.awaitingAnswerInCallerACK, .caller):
             guard !ack.body.isEmpty else { return failPickup() }
             phase = .talking
-            var response = pickerAnswer(body: ack.body)
-            if let type = ack.headers[.contentType] { response.headers.set(.contentType, type) }
-            return answer(.picker, with: response) + lamps()
+            return answer(.picker, with: pickerAnswer(body: ack.body, contentType: ack.contentType)) + lamps()
         default:
             return []
         }
@@ -165,7 +165,7 @@ extension CallStateMachine {
         pickerReinviteACK = ack
         phase = .talking
         var actions: [CallAction] = [.send(ack, branch: Via.magicCookie + identifiers.make(), to: peer(of: .picker))]
-        actions += answerCaller(status: 200, reason: nil, like: response)
+        actions += answerCaller(status: 200, reason: nil, carrying: response)
         return actions + lamps()
     }
 
@@ -213,18 +213,12 @@ extension CallStateMachine {
         return actions
     }
 
-    static func sessionDescription(of headers: SIPHeaders, body: [UInt8]) -> SessionDescription? {
-        guard !body.isEmpty,
-            headers[.contentType]?.lowercased().hasPrefix(SessionDescription.contentType) ?? true
+    /// The SDP `message` carries, if any (a body without Content-Type is taken for SDP).
+    static func sessionDescription(of message: any SIPMessageProtocol) -> SessionDescription? {
+        guard !message.body.isEmpty,
+            message.contentType?.lowercased().hasPrefix(SessionDescription.contentType) ?? true
         else { return nil }
-        return SessionDescription(body)
-    }
-
-    static func sdpCarrier(_ body: [UInt8]) -> SIPResponse {
-        var carrier = SIPResponse(statusCode: 200)
-        carrier.headers.add(.contentType, SessionDescription.contentType)
-        carrier.body = body
-        return carrier
+        return SessionDescription(message.body)
     }
 
     /// An origin for a caller offer that has none (malformed, but SDP otherwise).

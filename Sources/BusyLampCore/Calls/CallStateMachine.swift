@@ -336,10 +336,14 @@ public struct CallStateMachine: Sendable {
     /// A request we sent with `branch` timed out or could not be sent (RFC 3261 §17.1.1.2,
     /// §8.1.3.1: treated as a 408 or 503 response).
     public mutating func requestFailed(branch: String, status: Int) -> [CallAction] {
-        guard
-            let cseq = forks.first(where: { $0.branch == branch }).map({ _ in CSeq(number: 1, method: .invite) })
-                ?? relays[branch].flatMap({ $0.request.cseq })
-        else { return pickupRequestFailed(branch: branch) }
+        let cseq: CSeq
+        if forks.contains(where: { $0.branch == branch }) {
+            cseq = CSeq(number: 1, method: .invite)
+        } else if let relayed = relays[branch]?.request.cseq {
+            cseq = relayed
+        } else {
+            return pickupRequestFailed(branch: branch)
+        }
         var response = SIPResponse(statusCode: status)
         response.headers.add(.cseq, cseq.description)
         return receivedResponse(response, branch: branch)
@@ -362,7 +366,7 @@ public struct CallStateMachine: Sendable {
             guard phase == .ringing else { return [] }
             // RFC 3261 §16.7 step 5 in spirit: provisionals go to the caller as they come, in
             // our own early dialog with it.
-            actions += answerCaller(status: status, reason: response.reasonPhrase, like: response)
+            actions += answerCaller(status: status, reason: response.reasonPhrase, carrying: response)
             return actions + lamps()
         }
         if (200..<300).contains(status) {
@@ -398,7 +402,7 @@ public struct CallStateMachine: Sendable {
         for other in forks.indices where other != index && forks[other].isPending {
             actions += cancelFork(other)
         }
-        actions += answerCaller(status: response.statusCode, reason: response.reasonPhrase, like: response)
+        actions += answerCaller(status: response.statusCode, reason: response.reasonPhrase, carrying: response)
         return actions + lamps()
     }
 
@@ -473,16 +477,20 @@ public struct CallStateMachine: Sendable {
 
     // MARK: The caller's answer
 
-    /// A provisional or 2xx for the caller's INVITE, in our dialog with the caller, carrying
-    /// `like`'s body (SDP passes through).
-    mutating func answerCaller(status: Int, reason: String?, like source: SIPResponse?) -> [CallAction] {
+    /// A response to the caller's INVITE, in our dialog with the caller, carrying `source`'s body
+    /// (a fork's SDP passes through; in a pickup, the picker's offer or answer).
+    mutating func answerCaller(
+        status: Int,
+        reason: String?,
+        carrying source: (any SIPMessageProtocol)? = nil
+    ) -> [CallAction] {
         var response = SIPResponse(
             replyingTo: caller.invite.request,
             statusCode: status,
             reasonPhrase: reason,
             toTag: caller.localTag
         )
-        if let source { Self.copyBody(from: source.headers, body: source.body, into: &response) }
+        if let source { Self.copyBody(of: source, into: &response) }
         return answer(.caller, with: response)
     }
 
@@ -562,7 +570,7 @@ public struct CallStateMachine: Sendable {
                 guard var dialog = forks[fork].dialog else { return actions }
                 var forward = dialog.makeRequest(method: .ack)
                 forward.headers.set(.cseq, CSeq(number: 1, method: .ack).description)
-                Self.copyBody(from: ack.headers, body: ack.body, into: &forward)
+                Self.copyBody(of: ack, into: &forward)
                 forks[fork].dialog = dialog
                 forks[fork].acknowledgement = forward
                 return actions + [
@@ -661,7 +669,7 @@ public struct CallStateMachine: Sendable {
         relays = relays.filter { $0.value.from != side || $0.value.request.method != .invite }
         var forward = dialog.makeRequest(method: .ack)
         forward.headers.set(.cseq, CSeq(number: number, method: .ack).description)
-        Self.copyBody(from: ack.headers, body: ack.body, into: &forward)
+        Self.copyBody(of: ack, into: &forward)
         setDialog(dialog, of: target)
         return [.send(forward, branch: Via.magicCookie + identifiers.make(), to: peer(of: target))]
     }
@@ -727,7 +735,7 @@ public struct CallStateMachine: Sendable {
     mutating func finish(callerStatus: Int, reason: String?) -> [CallAction] {
         var actions: [CallAction] = [.cancelTimer(.ringTimeout)]
         if caller.finalStatus == nil {
-            actions += answerCaller(status: callerStatus, reason: reason, like: nil)
+            actions += answerCaller(status: callerStatus, reason: reason)
         }
         for index in forks.indices where forks[index].isPending { actions += cancelFork(index) }
         phase = .ended
@@ -830,16 +838,11 @@ public struct CallStateMachine: Sendable {
         if !supported.isEmpty { headers.add(.supported, supported.joined(separator: ", ")) }
     }
 
-    static func copyBody(from headers: SIPHeaders, body: [UInt8], into response: inout SIPResponse) {
-        guard !body.isEmpty else { return }
-        if let type = headers[.contentType] { response.headers.set(.contentType, type) }
-        response.body = body
-    }
-
-    static func copyBody(from headers: SIPHeaders, body: [UInt8], into request: inout SIPRequest) {
-        guard !body.isEmpty else { return }
-        if let type = headers[.contentType] { request.headers.set(.contentType, type) }
-        request.body = body
+    /// `source`'s body and its Content-Type, into a request or response of ours.
+    static func copyBody<Target: SIPMessageProtocol>(of source: any SIPMessageProtocol, into target: inout Target) {
+        guard !source.body.isEmpty else { return }
+        if let type = source.contentType { target.headers.set(.contentType, type) }
+        target.body = source.body
     }
 }
 

@@ -55,7 +55,7 @@ extension SIPServer {
                 "Call to a line",
                 metadata: ["sip.call_id": "\(request.callID ?? "-")", "line": "\(line.number)"]
             )
-            let destinations = liveBindings(of: line.number).compactMap { binding in
+            let destinations = currentBindings(number: line.number).compactMap { binding in
                 SIPURI(binding.contact).map { CallStateMachine.Destination(requestURI: $0, peer: binding.source) }
             }
             execute(
@@ -133,11 +133,6 @@ extension SIPServer {
         )
     }
 
-    private func liveBindings(of number: String) -> [Binding] {
-        let now = Date()
-        return (liveBindings[number] ?? []).filter { $0.expiresAt > now }
-    }
-
     // MARK: Responses and failures of our requests
 
     /// A response to a request a call sent; `false` when the transaction is not a call's.
@@ -171,10 +166,7 @@ extension SIPServer {
             case .cancelTimer(let timer):
                 callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
             case .lineChanged(let number, let dialog):
-                var state = notifier.lineState(number: number)
-                if state.apply(dialog) {
-                    execute(notifier.lineChanged(state, now: Date()))
-                }
+                execute(notifier.updateLine(number, now: Date()) { $0.apply(dialog) })
             case .ended:
                 counters.increment("busylamp_calls_ended_total")
                 logger.debug("Call ended", metadata: ["call.id": "\(action.callID)"])
@@ -185,12 +177,12 @@ extension SIPServer {
         }
     }
 
-    /// RFC 3261 §12.1.1: a 101–299 answer to INVITE (and UPDATE, a target refresh) carries our
-    /// Contact, the remote target of the dialog it makes.
+    /// RFC 3261 §12.1.1: a 101–299 answer to INVITE (or another target refresh request)
+    /// carries our Contact, the remote target of the dialog it makes or refreshes.
     private func sendCallResponse(_ response: SIPResponse, for key: TransactionKey) {
         var response = response
-        let method = response.cseq?.method
-        if (101..<300).contains(response.statusCode), method == .invite || method == .update,
+        if (101..<300).contains(response.statusCode),
+            let method = response.cseq?.method, Dialog.targetRefreshMethods.contains(method),
             !response.headers.contains(.contact), let flow = inboundFlows[key]
         {
             response.headers.add(.contact, "<\(localURI(for: flow))>")
@@ -203,17 +195,7 @@ extension SIPServer {
         guard let flow = flow(to: peer, like: nil) else {
             return execute(b2bua.requestFailed(branch: branch, status: 503))
         }
-        var request = request
-        let (host, port) = localHostPort(for: flow)
-        request.headers.prepend(
-            .via,
-            "SIP/2.0/\(flow.transport.rawValue.uppercased()) \(host):\(port);branch=\(branch);rport"
-        )
-        if request.method == .invite || request.method == .update {
-            request.headers.add(.contact, "<\(localURI(for: flow))>")
-        }
-        request.headers.add(.userAgent, configuration.serverName)
-        let actions = transactions.sendRequest(request, to: peer)
+        let actions = startRequest(request, branch: branch, to: peer, over: flow)
         for case .transaction(let key, _, _) in actions where request.method != .ack {
             callTransactions[key] = branch
         }
@@ -237,13 +219,11 @@ extension SIPServer {
     /// Shows `dialog` on the lamps of line `number` as if a call had reported it, for
     /// `busylamp demo`'s simulated calls, so that a newcomer sees lamps change before any phone
     /// calls. A line with a live registration is left alone: its real calls speak for it.
-    /// Returns whether the dialog was shown.
+    /// Returns `false` when the line was left alone.
     public func simulate(_ dialog: LineDialog, onLine number: String) async -> Bool {
         (try? await eventLoop.submit { [self] () -> Bool in
-            guard liveBindings(of: number).isEmpty || dialog.state == .terminated else { return false }
-            var state = notifier.lineState(number: number)
-            guard state.apply(dialog) else { return false }
-            execute(notifier.lineChanged(state, now: Date()))
+            guard currentBindings(number: number).isEmpty || dialog.state == .terminated else { return false }
+            execute(notifier.updateLine(number, now: Date()) { $0.apply(dialog) })
             return true
         }.get()) ?? false
     }

@@ -133,16 +133,18 @@ extension SIPServer {
     func bindingsChanged(aor: String, to bindings: [Binding], now: Date) {
         let live = bindings.filter { $0.expiresAt > now }
         liveBindings[aor] = live.isEmpty ? nil : live
-        var state = notifier.lineState(number: aor)
-        if state.setRegistered(!live.isEmpty) {
-            execute(notifier.lineChanged(state, now: now))
-        }
+        execute(notifier.updateLine(aor, now: now) { $0.setRegistered(!live.isEmpty) })
+    }
+
+    /// The line's bindings that have not expired: where its calls ring.
+    func currentBindings(number: String) -> [Binding] {
+        let now = Date()
+        return (liveBindings[number] ?? []).filter { $0.expiresAt > now }
     }
 
     /// The source hosts of the line's live bindings.
     func registeredSourceHosts(number: String) -> [String] {
-        let now = Date()
-        return (liveBindings[number] ?? []).filter { $0.expiresAt > now }.map(\.source.host)
+        currentBindings(number: number).map(\.source.host)
     }
 
     /// Lines whose last binding just expired become unregistered (called every second, with

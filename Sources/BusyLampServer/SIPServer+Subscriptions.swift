@@ -273,21 +273,12 @@ extension SIPServer {
     /// Adds what only the driver knows (Via with a fresh branch, our Contact, User-Agent) and
     /// starts the NOTIFY's client transaction.
     private func sendNotify(_ notify: SIPRequest, subscriptionID: String, to destination: SIPPeer) {
-        var request = notify
         guard let flow = flow(to: destination, like: nil) else {
             logger.warning("NOTIFY not sent: no route to the watcher", metadata: ["sub.id": "\(subscriptionID)"])
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             return
         }
-        let (host, port) = localHostPort(for: flow)
-        let transportName = flow.transport.rawValue.uppercased()
-        request.headers.prepend(
-            .via,
-            "SIP/2.0/\(transportName) \(host):\(port);branch=\(Via.magicCookie)\(Self.makeTag())\(Self.makeTag());rport"
-        )
-        request.headers.add(.contact, "<\(localURI(for: flow))>")
-        request.headers.add(.userAgent, configuration.serverName)
-        let actions = transactions.sendRequest(request, to: destination)
+        let actions = startRequest(notify, branch: Via.makeBranch(), to: destination, over: flow)
         for case .transaction(let key, _, _) in actions { notifyTransactions[key] = subscriptionID }
         for case .refused(_, let reason) in actions {
             // The transaction table is full (or the branch collides): the NOTIFY is not sent.

@@ -325,6 +325,26 @@ public final class SIPServer: @unchecked Sendable {
         }
     }
 
+    /// Starts a request of ours towards `peer` over `flow`: adds the top Via with `branch`
+    /// (RFC 3261 §8.1.1.7), our Contact on a request that makes or refreshes a dialog's remote
+    /// target (§12.1, `Dialog.targetRefreshMethods`), and User-Agent. Returns the transaction
+    /// layer's actions for the caller to execute (`.refused` when it could not start).
+    func startRequest(
+        _ request: SIPRequest,
+        branch: String,
+        to peer: SIPPeer,
+        over flow: SIPFlow
+    ) -> [TransactionLayer.Action] {
+        var request = request
+        let (host, port) = localHostPort(for: flow)
+        request.headers.prepend(.via, "SIP/2.0/\(flow.transport.viaToken) \(host):\(port);branch=\(branch);rport")
+        if Dialog.targetRefreshMethods.contains(request.method) {
+            request.headers.add(.contact, "<\(localURI(for: flow))>")
+        }
+        request.headers.add(.userAgent, configuration.serverName)
+        return transactions.sendRequest(request, to: peer)
+    }
+
     private func send(_ message: SIPMessage, to flow: SIPFlow, onFailure: (@Sendable () -> Void)? = nil) {
         var buffer = ByteBufferAllocator().buffer(capacity: 1024)
         message.serialize(into: &buffer)

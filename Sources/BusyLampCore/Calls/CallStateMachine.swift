@@ -36,7 +36,7 @@ import SIPTransactions
 /// It never reads a clock or touches a socket: time is given (`now:`), identifiers come from
 /// an ``IdentifierSource``, and messages leave as ``CallAction``s for the driver. Requests leave
 /// without Via (the driver writes one with the action's branch) and without Contact (the driver
-/// adds its own to INVITE, UPDATE and to 1xx/2xx answers of INVITE and UPDATE).
+/// adds its own to target refresh requests, `Dialog.targetRefreshMethods`, and to their 1xx/2xx).
 public struct CallStateMachine: Sendable {
     public struct Settings: Sendable, Hashable {
         /// No answer in this time: the forks are cancelled and the caller gets 480.
@@ -874,11 +874,11 @@ public enum CallTimer: String, Sendable, Hashable, CaseIterable {
 
 /// What a call asks its driver to do, in the order given.
 public enum CallAction: Sendable, Hashable {
-    /// Answer the server transaction `to` (the driver adds Contact to 101–299 answers of INVITE
-    /// and UPDATE, and its Server header).
+    /// Answer the server transaction `to` (the driver adds Contact to 101–299 answers of target
+    /// refresh requests, and its Server header).
     case respond(SIPResponse, to: TransactionKey)
     /// Send `request` with a top Via carrying `branch` (the driver writes the rest of the Via,
-    /// and a Contact on INVITE and UPDATE): a new client transaction, or an ACK.
+    /// and a Contact on target refresh requests): a new client transaction, or an ACK.
     case send(SIPRequest, branch: String, to: SIPPeer)
     case startTimer(CallTimer, after: Duration)
     case cancelTimer(CallTimer)

@@ -249,6 +249,14 @@ public struct NotifierStateMachine: Sendable {
         return actions
     }
 
+    /// Applies `change` to the line's last reported state, then as `lineChanged(_:now:)`: the
+    /// one way calls and registrations tell the notifier about a line.
+    public mutating func updateLine(_ number: String, now: Date, _ change: (inout LineState) -> Void) -> [Action] {
+        var state = lineState(number: number)
+        change(&state)
+        return lineChanged(state, now: now)
+    }
+
     /// The final response to a NOTIFY of this subscription (provisional ones change nothing).
     public mutating func notifyAnswered(subscriptionID id: String, statusCode: Int, now: Date) -> [Action] {
         guard statusCode >= 200 else { return [] }

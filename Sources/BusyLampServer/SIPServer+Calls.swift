@@ -27,7 +27,7 @@ extension SIPServer {
             // RFC 3261 §22.3: a proxy-like server challenges with 407 and Proxy-Authenticate.
             guard let line = authenticatedLine(request, key: key, as: .proxy) else { return }
             caller = .line(line)
-            party = CallStateMachine.Party(line: line, identity: identity(of: line))
+            party = CallStateMachine.Party(line: line, identity: line.identity(domain: directory.platform.domain))
         }
         let invite = CallStateMachine.IncomingInvite(request: request, transaction: key, peer: peer, party: party)
         if let replaces = request.headers[.replaces] {
@@ -62,7 +62,7 @@ extension SIPServer {
                 b2bua.placeCall(
                     caller: invite,
                     calleeLine: line,
-                    calleeIdentity: identity(of: line),
+                    calleeIdentity: line.identity(domain: directory.platform.domain),
                     destinations: destinations,
                     now: Date()
                 )
@@ -123,14 +123,6 @@ extension SIPServer {
     /// The ACK for a 2xx belongs to a call's dialog.
     func handleACK(_ ack: SIPRequest) {
         execute(b2bua.receivedACK(ack))
-    }
-
-    /// What the callee sees of a line: its name and `sip:NUMBER@DOMAIN`.
-    private func identity(of line: Line) -> NameAddress {
-        NameAddress(
-            displayName: line.name.isEmpty ? nil : line.name,
-            uri: SIPURI(scheme: "sip", user: line.number, host: directory.platform.domain)
-        )
     }
 
     // MARK: Responses and failures of our requests

@@ -122,7 +122,7 @@ public final class SIPServer: @unchecked Sendable {
             maximumTransactionCount: configuration.maximumTransactions
         )
         self.notifier = NotifierStateMachine(directory: directory, settings: configuration.notifier)
-        var callSettings = CallStateMachine.Settings(domain: directory.platform.domain)
+        var callSettings = CallStateMachine.Settings()
         callSettings.ringTimeout = configuration.ringTimeout
         callSettings.timers = configuration.timers
         self.b2bua = B2BUAStateMachine(settings: callSettings)

@@ -18,6 +18,15 @@ struct DemoCallSimulator: Service {
     var ringing: Duration = .seconds(4)
     var talking: Duration = .seconds(6)
     var quiet: Duration = .seconds(5)
+    /// The demo office's lines, built once (building them hashes every password).
+    private let directory: Directory
+
+    init(server: SIPServer, office: DemoOffice, logger: Logger) {
+        self.server = server
+        self.office = office
+        self.logger = logger
+        self.directory = office.directory
+    }
 
     func run() async throws {
         let pairs = [("223", "222"), ("221", "223")]  // Joe → Bob, Alice → Joe
@@ -62,10 +71,11 @@ struct DemoCallSimulator: Service {
     }
 
     private func party(_ extensionNumber: String) -> LineDialog.Party {
-        let name = office.people.first { $0.extensionNumber == extensionNumber }?.name
+        let line = directory.line(accountID: DemoOffice.accountID, extensionNumber: extensionNumber)
+        let identity = line?.identity(domain: DemoOffice.domain)
         return LineDialog.Party(
-            identity: "sip:\(office.number(extensionNumber))@\(DemoOffice.domain)",
-            displayName: name
+            identity: identity?.uri.description ?? extensionNumber,
+            displayName: identity?.displayName
         )
     }
 }

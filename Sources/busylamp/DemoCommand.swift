@@ -27,6 +27,7 @@ struct DemoCommand: AsyncParsableCommand {
 /// example). Passwords are demo passwords, printed for the newcomer.
 struct DemoOffice {
     static let domain = "sip.busylamp.test"
+    static let accountID = "demo"
     let people: [(extensionNumber: String, name: String, password: String)] = [
         ("220", "Leo", "leo-demo"),
         ("221", "Alice", "alice-demo"),
@@ -38,7 +39,7 @@ struct DemoOffice {
 
     var directory: Directory {
         let platform = PlatformSettings(domain: Self.domain)
-        let account = Account(id: "demo", name: "Demo Office")
+        let account = Account(id: Self.accountID, name: "Demo Office")
         let lines = people.map { person in
             Line(
                 accountID: account.id,

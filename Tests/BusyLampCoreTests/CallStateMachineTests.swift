@@ -759,7 +759,7 @@ struct CallStateMachineTests {
         call.fork(0, responds: 200, body: F.bobSDP)
         call.fork(1, responds: 487)
         let run = Self.runRetransmissions(&call, timer: .retransmitCallerAnswer, firstInterval: .milliseconds(500))
-        let t1x64 = CallStateMachine.Settings(domain: F.domain).timers.t1 * 64
+        let t1x64 = CallStateMachine.Settings().timers.t1 * 64
         try #require(run.fired.count >= 2)
         #expect(run.fired.last! >= t1x64)
         #expect(run.fired.dropLast().allSatisfy { $0 < t1x64 }, "retransmitted all along before 64·T1")

@@ -46,7 +46,7 @@ enum CallFixture {
         )
     }
 
-    static var settings: CallStateMachine.Settings { CallStateMachine.Settings(domain: domain) }
+    static var settings: CallStateMachine.Settings { CallStateMachine.Settings() }
 
     // MARK: SDP
 

@@ -46,10 +46,7 @@ public struct CallStateMachine: Sendable {
         /// Calls carried at once at most; past it a new INVITE gets 503 (memory stays bounded
         /// whatever authenticated phones or trunks send).
         public var maximumCalls = 50_000
-        /// The platform domain: callee lines are addressed as `sip:NUMBER@DOMAIN`.
-        public var domain: String
-        /// The `User-Agent` of our requests and `Server` of our responses is the driver's.
-        public init(domain: String) { self.domain = domain }
+        public init() {}
     }
 
     /// Who is at one end of the call, as lamps and the other end see it.

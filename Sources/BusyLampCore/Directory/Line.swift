@@ -1,4 +1,5 @@
 import SIPAuth
+import SIPCore
 
 /// A phone line of an account: the extension its colleagues dial, the number it registers
 /// with (the digest user name), and its credentials as digest hashes.
@@ -55,4 +56,12 @@ public struct Line: Sendable, Hashable {
 extension Line: CustomStringConvertible {
     /// Names the line without its credentials, so that it can be logged.
     public var description: String { "line \(accountID)/\(extensionNumber) (\(number))" }
+}
+
+extension Line {
+    /// How the line is shown to the other end of a call and in dialog-info: its name and
+    /// `sip:NUMBER@DOMAIN`, its address of record.
+    public func identity(domain: String) -> NameAddress {
+        NameAddress(displayName: name.isEmpty ? nil : name, uri: SIPURI(scheme: "sip", user: number, host: domain))
+    }
 }

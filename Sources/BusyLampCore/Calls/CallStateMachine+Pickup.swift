@@ -116,7 +116,7 @@ extension CallStateMachine {
         case (.awaitingPickerACKBeforeReinvite, .picker):
             guard var dialog = picker?.dialog,
                 var offer = Self.sessionDescription(of: caller.invite.request)
-            else { return failPickup() }
+            else { return abandonPickup() }
             if let origin = offer.origin, origin.version == 0 {
                 var raised = origin
                 raised.version = 1
@@ -130,11 +130,11 @@ extension CallStateMachine {
             phase = .pickingUp(.awaitingPickerAnswer(branch: branch, sequence: reinvite.cseq?.number ?? 1))
             return [.send(reinvite, branch: branch, to: peer(of: .picker))]
         case (.awaitingAnswerInPickerACK, .picker):
-            guard !ack.body.isEmpty else { return failPickup() }
+            guard !ack.body.isEmpty else { return abandonPickup() }
             phase = .talking
             return answerCaller(status: 200, reason: nil, carrying: ack) + lamps()
         case (.awaitingAnswerInCallerACK, .caller):
-            guard !ack.body.isEmpty else { return failPickup() }
+            guard !ack.body.isEmpty else { return abandonPickup() }
             phase = .talking
             return answer(.picker, with: pickerAnswer(body: ack.body, contentType: ack.contentType)) + lamps()
         default:
@@ -155,7 +155,7 @@ extension CallStateMachine {
         guard response.isSuccess, var dialog = picker?.dialog else {
             // A re-INVITE failure leaves the earlier session in place (RFC 3261 §14.1), which
             // is the placeholder: nothing useful. End both.
-            return failPickup()
+            return abandonPickup()
         }
         dialog.receivedResponse(response)
         var ack = dialog.makeRequest(method: .ack)
@@ -173,12 +173,7 @@ extension CallStateMachine {
         guard case .pickingUp(.awaitingPickerAnswer(let reinviteBranch, _)) = phase, reinviteBranch == branch else {
             return []
         }
-        return failPickup()
-    }
-
-    /// The pickup could not be completed: the picker is hung up and the caller told 480.
-    private mutating func failPickup() -> [CallAction] {
-        abandonPickup()
+        return abandonPickup()
     }
 
     /// Ends a pickup that cannot complete. Each of the caller and the picker gets what its own

@@ -607,9 +607,6 @@ public struct CallStateMachine: Sendable {
         }
         var forward = targetDialog.makeRequest(method: request.method)
         Self.copySessionHeaders(from: request.headers, into: &forward.headers)
-        for name in [SIPHeaderName.event, .subscriptionState, .referTo, .referredBy, .replaces] {
-            for value in request.headers.values(name) { forward.headers.add(name, value) }
-        }
         for name in Self.relayedOnlyInDialogHeaders {
             for value in request.headers.values(name) { forward.headers.add(name, value) }
         }
@@ -817,7 +814,9 @@ public struct CallStateMachine: Sendable {
     ]
 
     /// In-dialog headers worth carrying that initial INVITEs do not need.
-    static let relayedOnlyInDialogHeaders: [SIPHeaderName] = [SIPHeaderName("RAck"), SIPHeaderName("Reason")]
+    static let relayedOnlyInDialogHeaders: [SIPHeaderName] = [
+        .event, .subscriptionState, .referTo, .referredBy, .replaces, SIPHeaderName("RAck"), SIPHeaderName("Reason"),
+    ]
 
     /// What describes the session rather than the hop: the body's type and disposition, what
     /// the sender allows, accepts and supports, ring tone and caller picture hints, session

@@ -34,7 +34,7 @@ extension SIPServer {
             guard let parsed = Replaces(replaces) else {
                 return respond(to: request, key: key, status: 400, reason: "Malformed Replaces")
             }
-            counters.increment("busylamp_calls_pickups_total", [("kind", "replaces")])
+            metrics.pickups.increment("replaces")
             return execute(b2bua.pickUp(.replaces(parsed), by: invite))
         }
         let routing = CallRouting(directory: directory)
@@ -50,7 +50,7 @@ extension SIPServer {
             )
             respond(to: request, key: key, status: refusal.statusCode, reason: refusal.reasonPhrase)
         case .success(.line(let line)):
-            counters.increment("busylamp_calls_started_total", [("to", "line")])
+            metrics.callsStarted.increment("line")
             logger.debug(
                 "Call to a line",
                 metadata: ["sip.call_id": "\(request.callID ?? "-")", "line": "\(line.number)"]
@@ -68,7 +68,7 @@ extension SIPServer {
                 )
             )
         case .success(.trunk(let trunk, let number)):
-            counters.increment("busylamp_calls_started_total", [("to", "trunk")])
+            metrics.callsStarted.increment("trunk")
             logger.debug(
                 "Call to the trunk",
                 metadata: ["sip.call_id": "\(request.callID ?? "-")", "trunk": "\(trunk.name)"]
@@ -91,10 +91,10 @@ extension SIPServer {
                 )
             )
         case .success(.directedPickup(let target)):
-            counters.increment("busylamp_calls_pickups_total", [("kind", "directed")])
+            metrics.pickups.increment("directed")
             execute(b2bua.pickUp(.directed(target: target), by: invite))
         case .success(.groupPickup(let accountID, let group)):
-            counters.increment("busylamp_calls_pickups_total", [("kind", "group")])
+            metrics.pickups.increment("group")
             execute(b2bua.pickUp(.group(accountID: accountID, group: group), by: invite))
         }
     }
@@ -158,10 +158,10 @@ extension SIPServer {
             case .cancelTimer(let timer):
                 callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
             case .lineChanged(let number, let dialog):
-                execute(notifier.updateLine(number, now: Date()) { $0.apply(dialog) })
+                changeLine(number, now: Date()) { $0.apply(dialog) }
             case .ended:
-                counters.increment("busylamp_calls_ended_total")
-                logger.debug("Call ended", metadata: ["call.id": "\(action.callID)"])
+                metrics.callsEnded.increment()
+                logger.debug("Call ended", metadata: ["sip.call_id": "\(action.callID)"])
                 for timer in CallTimer.allCases {
                     callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
                 }
@@ -192,7 +192,7 @@ extension SIPServer {
             callTransactions[key] = branch
         }
         for case .refused(_, let reason) in actions {
-            counters.increment("busylamp_calls_requests_refused_total", [("reason", "\(reason)")])
+            metrics.callRequestsRefused.increment("\(reason)")
             return execute(b2bua.requestFailed(branch: branch, status: 503))
         }
         execute(actions, flow: flow)
@@ -215,7 +215,7 @@ extension SIPServer {
     public func simulate(_ dialog: LineDialog, onLine number: String) async -> Bool {
         (try? await eventLoop.submit { [self] () -> Bool in
             guard currentBindings(number: number).isEmpty || dialog.state == .terminated else { return false }
-            execute(notifier.updateLine(number, now: Date()) { $0.apply(dialog) })
+            changeLine(number, now: Date()) { $0.apply(dialog) }
             return true
         }.get()) ?? false
     }

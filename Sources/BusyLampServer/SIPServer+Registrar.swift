@@ -38,6 +38,19 @@ extension SIPServer {
             now: Date()
         )
         guard case .authenticated(let username) = outcome, let line = directory.line(number: username) else {
+            if outcome == .wrongCredentials || outcome == .replayed {
+                // The operator's view: bad credentials are why many lamps stay orange.
+                let code = outcome == .wrongCredentials ? "bad_credentials" : "replayed_nonce"
+                metrics.authFailures.increment(code)
+                recordRefusal(
+                    request,
+                    from: inboundFlows[key].map(SIPPeer.init) ?? SIPPeer(transport: .udp, host: "?", port: 0),
+                    line: claimedLine(of: request, headerName: role.credentialsHeader),
+                    status: role.challengeStatus,
+                    reason: "Bad Credentials",
+                    code: code
+                )
+            }
             challenge(request, key: key, outcome: outcome, as: role)
             return nil
         }
@@ -52,6 +65,14 @@ extension SIPServer {
             toURI.user == line.number || toURI.user == line.extensionNumber
         else {
             countRefusal("register", reason: "foreign_aor")
+            recordRefusal(
+                request,
+                from: SIPPeer(flow),
+                line: line,
+                status: 403,
+                reason: "Not Your Address Of Record",
+                code: "foreign_aor"
+            )
             return respond(to: request, key: key, status: 403, reason: "Not Your Address Of Record")
         }
         let aor = line.number
@@ -133,7 +154,7 @@ extension SIPServer {
     func bindingsChanged(aor: String, to bindings: [Binding], now: Date) {
         let live = bindings.filter { $0.expiresAt > now }
         liveBindings[aor] = live.isEmpty ? nil : live
-        execute(notifier.updateLine(aor, now: now) { $0.setRegistered(!live.isEmpty) })
+        changeLine(aor, now: now) { $0.setRegistered(!live.isEmpty) }
     }
 
     /// The line's bindings that have not expired: where its calls ring.

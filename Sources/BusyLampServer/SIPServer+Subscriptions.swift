@@ -33,6 +33,14 @@ extension SIPServer {
             let id = Subscription.id(callID: callID, localTag: localTag)
             guard var subscription = notifier.subscription(id: id) else {
                 countRefusal("SUBSCRIBE", reason: "unknown_subscription")
+                recordRefusal(
+                    request,
+                    from: source,
+                    line: watcher,
+                    status: 481,
+                    reason: "Subscription Does Not Exist",
+                    code: "unknown_subscription"
+                )
                 return respond(to: request, key: key, status: 481, reason: "Subscription Does Not Exist")
             }
             guard subscription.watcherNumber == watcher.number else {
@@ -49,7 +57,7 @@ extension SIPServer {
             )
             switch decision {
             case .failure(let refusal):
-                refuse(request, key: key, refusal)
+                refuse(request, key: key, refusal, watcher: watcher, source: source)
             case .success(let accepted):
                 subscription.expiresAt = now.addingTimeInterval(TimeInterval(accepted.grantedExpires))
                 let response = acceptance(of: request, expires: accepted.grantedExpires, flow: flow)
@@ -78,7 +86,7 @@ extension SIPServer {
         let accepted: SubscriptionAdmission.Accepted
         switch decision {
         case .failure(let refusal):
-            return refuse(request, key: key, refusal)
+            return refuse(request, key: key, refusal, watcher: watcher, source: source)
         case .success(let value):
             accepted = value
         }
@@ -100,7 +108,7 @@ extension SIPServer {
             userAgent: request.headers[.userAgent],
             createdAt: now
         )
-        counters.increment("busylamp_subscriptions_accepted_total", [("event", accepted.event.rawValue)])
+        metrics.subscriptionsAccepted.increment(accepted.event.rawValue)
         guard accepted.grantedExpires > 0 else {
             // RFC 6665 §4.4.3: `Expires: 0` on a new subscription fetches the state once; there
             // is nothing to keep.
@@ -173,8 +181,22 @@ extension SIPServer {
 
     /// The refusal as a response; the reason is counted for the operator's "why is my lamp
     /// orange" view.
-    private func refuse(_ request: SIPRequest, key: TransactionKey, _ refusal: SubscriptionAdmission.Refusal) {
+    private func refuse(
+        _ request: SIPRequest,
+        key: TransactionKey,
+        _ refusal: SubscriptionAdmission.Refusal,
+        watcher: Line,
+        source: SIPPeer
+    ) {
         countRefusal("SUBSCRIBE", reason: refusal.code.rawValue)
+        recordRefusal(
+            request,
+            from: source,
+            line: watcher,
+            status: refusal.statusCode,
+            reason: refusal.reasonPhrase,
+            code: refusal.code.snakeCase
+        )
         logger.debug(
             "Subscription refused",
             metadata: [
@@ -221,11 +243,13 @@ extension SIPServer {
     static let notifiesPerLoopTurn = 256
     static let pauseBetweenNotifyChunks: TimeAmount = .milliseconds(1)
 
-    func execute(_ actions: [NotifierStateMachine.Action]) {
-        execute(actions[...])
+    /// `lineChangedAt`: when the line change these actions report happened, for the
+    /// change-to-NOTIFY histogram.
+    func execute(_ actions: [NotifierStateMachine.Action], lineChangedAt: NIODeadline? = nil) {
+        execute(actions[...], lineChangedAt: lineChangedAt)
     }
 
-    private func execute(_ actions: ArraySlice<NotifierStateMachine.Action>) {
+    private func execute(_ actions: ArraySlice<NotifierStateMachine.Action>, lineChangedAt: NIODeadline?) {
         var notifiesStarted = 0
         for (index, action) in zip(actions.indices, actions) {
             if case .sendNotify = action {
@@ -233,20 +257,24 @@ extension SIPServer {
                     let rest = actions[index...]
                     // Not `execute`: NIO runs tasks queued by tasks in the same turn, before any
                     // read. A deadline in the future lets the loop poll its sockets first.
-                    eventLoop.scheduleTask(in: Self.pauseBetweenNotifyChunks) { self.execute(rest) }
+                    eventLoop.scheduleTask(in: Self.pauseBetweenNotifyChunks) {
+                        self.execute(rest, lineChangedAt: lineChangedAt)
+                    }
                     return
                 }
                 notifiesStarted += 1
             }
             switch action {
             case .sendNotify(let notify, let subscriptionID, let destination):
-                sendNotify(notify, subscriptionID: subscriptionID, to: destination)
+                if sendNotify(notify, subscriptionID: subscriptionID, to: destination), let lineChangedAt {
+                    metrics.lineChangeToNotify.recordNanoseconds((NIODeadline.now() - lineChangedAt).nanoseconds)
+                }
             case .persist(let subscription):
                 pendingSubscriptionWrites[subscription.id] = subscription
                 scheduleSubscriptionWrite()
             case .remove(let subscription, let reason):
                 pendingSubscriptionWrites[subscription.id] = nil
-                counters.increment("busylamp_subscriptions_ended_total", [("reason", reason.rawValue)])
+                metrics.subscriptionsEnded.increment(reason.rawValue)
                 logger.debug(
                     "Subscription ended",
                     metadata: ["sub.id": "\(subscription.id)", "sub.reason": "\(reason.rawValue)"]
@@ -261,7 +289,7 @@ extension SIPServer {
                     }
             case .oversizeNotify(let subscriptionID, let bytes):
                 // RFC 3261 §18.1.1: a UDP request this large may be fragmented and lost.
-                counters.increment("busylamp_notify_oversize_udp_total")
+                metrics.notifiesOversizeUDP.increment()
                 logger.warning(
                     "NOTIFY larger than is safe over UDP",
                     metadata: ["sub.id": "\(subscriptionID)", "sip.bytes": "\(bytes)"]
@@ -272,26 +300,30 @@ extension SIPServer {
 
     /// Adds what only the driver knows (Via with a fresh branch, our Contact, User-Agent) and
     /// starts the NOTIFY's client transaction.
-    private func sendNotify(_ notify: SIPRequest, subscriptionID: String, to destination: SIPPeer) {
+    /// Returns whether the NOTIFY left.
+    @discardableResult
+    private func sendNotify(_ notify: SIPRequest, subscriptionID: String, to destination: SIPPeer) -> Bool {
         guard let flow = flow(to: destination, like: nil) else {
             logger.warning("NOTIFY not sent: no route to the watcher", metadata: ["sub.id": "\(subscriptionID)"])
+            metrics.notifiesFailed.increment("no_route")
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
-            return
+            return false
         }
         let actions = startRequest(notify, branch: Via.makeBranch(), to: destination, over: flow)
         for case .transaction(let key, _, _) in actions { notifyTransactions[key] = subscriptionID }
         for case .refused(_, let reason) in actions {
             // The transaction table is full (or the branch collides): the NOTIFY is not sent.
-            counters.increment("busylamp_notify_refused_total", [("reason", "\(reason)")])
+            metrics.notifiesRefused.increment("\(reason)")
             logger.warning(
                 "NOTIFY not sent",
                 metadata: ["sub.id": "\(subscriptionID)", "sip.reason": "\(reason)"]
             )
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
-            return
+            return false
         }
-        counters.increment("busylamp_notify_sent_total")
+        metrics.notifiesSent.increment()
         execute(actions, flow: nil)
+        return true
     }
 
     // MARK: Persistence and housekeeping
@@ -325,7 +357,22 @@ extension SIPServer {
         let now = Date()
         expireLiveBindings(now: now)
         execute(notifier.expire(now: now))
-        Gauge(label: "busylamp_subscriptions_active").record(notifier.count)
+        reportGauges()
+    }
+
+    /// The gauges, once a second with the sweep (handles made once, in ``ServerMetrics``).
+    private func reportGauges() {
+        var active: [EventPackage: Int] = [:]
+        for subscription in notifier.subscriptions { active[subscription.event, default: 0] += 1 }
+        for (event, gauge) in metrics.activeSubscriptions { gauge.record(active[event] ?? 0) }
+        metrics.registeredLines.record(liveBindings.count)
+        metrics.registeredBindings.record(liveBindings.values.reduce(0) { $0 + $1.count })
+        metrics.activeCalls.record(b2bua.count)
+        let coalesced = notifier.coalescedNotifyCount
+        if coalesced > metrics.reportedCoalesced {
+            metrics.notifiesCoalesced.increment(by: coalesced - metrics.reportedCoalesced)
+            metrics.reportedCoalesced = coalesced
+        }
     }
 
     /// After a restart: registered lines first (so the first NOTIFYs say open or closed right),

@@ -72,7 +72,13 @@ public final class SIPServer: @unchecked Sendable {
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
     private var sweepTasks: [RepeatedTask] = []
-    let counters = CounterCache()
+    let metrics = ServerMetrics()
+    /// The operator's view of refused requests (``RefusalLog``), per account.
+    var refusalLog = RefusalLog()
+    /// Every line-state change, for the admin API's live view and anyone else who listens.
+    public let lineStateFeed = LineStateFeed()
+    /// The bound listeners (for our host names after a directory change).
+    private var boundListeners: [SIPTransport.BoundListener] = []
 
     // Subscriptions (SIPServer+Subscriptions.swift)
     var notifier: NotifierStateMachine
@@ -158,6 +164,7 @@ public final class SIPServer: @unchecked Sendable {
         let hosts = Self.localHosts(domain: directory.platform.domain, listeners: listeners)
         try await eventLoop.submit {
             self.localHosts = hosts
+            self.boundListeners = listeners
             self.sweepTasks = [
                 self.eventLoop.scheduleRepeatedTask(
                     initialDelay: .seconds(1),
@@ -195,6 +202,11 @@ public final class SIPServer: @unchecked Sendable {
     public func directoryChanged(_ newDirectory: Directory) {
         eventLoop.execute { [self] in
             directory = newDirectory
+            // A domain change reaches what was derived from the domain at start: the host names
+            // that mean us and the digest realm (nonces issued for the old realm then fail).
+            localHosts = Self.localHosts(domain: newDirectory.platform.domain, listeners: boundListeners)
+            authenticator.realm = newDirectory.platform.domain
+            refusalLog.retainAccounts(Set(newDirectory.accounts.map(\.id)))
             registrar = Registrar(
                 settings: Registrar.Settings(
                     minimumExpires: newDirectory.platform.minimumExpires,
@@ -230,7 +242,7 @@ public final class SIPServer: @unchecked Sendable {
 
     /// RFC 4475 §3.1.2: answer 400 naming the fault when enough is readable, else drop.
     private func refuseUnparseable(_ error: SIPParseError, flow: SIPFlow) {
-        counters.increment("busylamp_sip_parse_errors_total", [("reason", error.code.rawValue)])
+        metrics.parseErrors.increment(error.code.rawValue)
         logger.debug(
             "Unparseable message",
             metadata: ["sip.peer": "\(flow)", "sip.error": "\(error.reasonPhrase)"]
@@ -255,7 +267,7 @@ public final class SIPServer: @unchecked Sendable {
             case .discardStrayResponse, .discardUnmatchable:
                 transport.countDrop(.noRoute)
             case .rejectWithServiceUnavailable(let request, _):
-                counters.increment("busylamp_sip_overload_rejections_total")
+                metrics.overloadRejections.increment()
                 guard let flow else { continue }
                 var response = SIPResponse(replyingTo: request, statusCode: 503, toTag: Self.makeTag())
                 response.headers.add(.retryAfter, "5")
@@ -291,6 +303,7 @@ public final class SIPServer: @unchecked Sendable {
             if callResponseArrived(response, key: key) { return }
             if let subscriptionID = notifyTransactions[key], response.statusCode >= 200 {
                 notifyTransactions[key] = nil
+                if response.statusCode >= 300 { metrics.notifiesFailed.increment("rejected") }
                 execute(
                     notifier.notifyAnswered(
                         subscriptionID: subscriptionID,
@@ -313,6 +326,7 @@ public final class SIPServer: @unchecked Sendable {
             // RFC 3261 §8.1.3.1: a timeout counts as 408, a transport failure as 503.
             callRequestFailed(key: key, status: action == .timeout ? 408 : 503)
             if let subscriptionID = notifyTransactions.removeValue(forKey: key) {
+                metrics.notifiesFailed.increment(action == .timeout ? "timeout" : "transport_error")
                 execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             }
         case .terminated:
@@ -383,7 +397,7 @@ public final class SIPServer: @unchecked Sendable {
     // MARK: Requests
 
     private func handleRequest(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
-        counters.increment("busylamp_sip_requests_total", [("method", Self.metricMethod(request.method))])
+        metrics.requests.increment(Self.metricMethod(request.method))
         // RFC 3261 §8.2.1: a method we have never heard of gets 501.
         guard SIPMethod.known.contains(request.method) else {
             return respond(to: request, key: key, status: 501, includeCapabilities: true)
@@ -448,10 +462,7 @@ public final class SIPServer: @unchecked Sendable {
     }
 
     func countRefusal(_ method: String, reason: String) {
-        counters.increment(
-            "busylamp_sip_refusals_total",
-            [("method", Self.metricMethod(SIPMethod(method))), ("reason", reason)]
-        )
+        metrics.refusals.increment(method: Self.metricMethod(SIPMethod(method)), reason: reason)
     }
 
     // MARK: Helpers

@@ -4,7 +4,7 @@ extension Directory {
     ///
     /// Extensions are per account, so another account's extension is not found here; its
     /// number is. The same order as a subscription's target (PRODUCT.md rule 6).
-    func line(dialed: String, accountID: String) -> Line? {
+    public func line(dialed: String, accountID: String) -> Line? {
         if let line = line(accountID: accountID, extensionNumber: dialed) { return line }
         return line(dialedNumber: dialed)
     }

@@ -97,6 +97,9 @@ public struct NotifierStateMachine: Sendable {
     private var watchIDsByTarget: [String: [String]] = [:]
     /// Only lines whose state differs from idle and unregistered are kept.
     private var lineStates: [String: LineState] = [:]
+    /// State changes folded into a NOTIFY already owed instead of a NOTIFY of their own, since
+    /// the start (the driver turns it into a metric).
+    public private(set) var coalescedNotifyCount = 0
 
     /// One subscription and what its notifications need.
     private struct Watch: Sendable {
@@ -392,7 +395,8 @@ public struct NotifierStateMachine: Sendable {
         switch watches[id]?.phase {
         case .quiet:
             return notifyNow(id, now: now)
-        case .notifying:
+        case .notifying(let pending):
+            if !pending { coalescedNotifyCount += 1 }
             watches[id]?.phase = .notifying(pending: true)
             return []
         case nil:

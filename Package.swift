@@ -22,6 +22,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        // The operator side only (AdminAPI, busylamp): the SIP targets never import these.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // MARK: SIP stack (no event loops: values and state machines only)
@@ -82,9 +86,38 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // MARK: The operator side: phone provisioning (pure), the admin API and console (Hummingbird)
+        .target(
+            name: "BusyLampProvisioning",
+            dependencies: ["BusyLampCore"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "AdminAPI",
+            dependencies: [
+                "BusyLampCore", "BusyLampServer", "BusyLampProvisioning",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            resources: [
+                // Compiled into the binary (INTERFACE.md: no CDN, no build step, nothing beside the binary).
+                .embedInCode("Console/index.html"),
+                .embedInCode("Console/console.css"),
+                .embedInCode("Console/console.js"),
+                .embedInCode("Console/openapi.json"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "busylamp",
             dependencies: [
+                "AdminAPI", "BusyLampProvisioning",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPAuth", "SIPTransactions", "SIPTransportNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -112,6 +145,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BusyLampStoreTests", dependencies: ["BusyLampStore"]),
+        .testTarget(name: "BusyLampProvisioningTests", dependencies: ["BusyLampProvisioning", "BusyLampCore"]),
+        .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "BusyLampCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -7,6 +7,9 @@ public struct LineStateChange: Sendable, Hashable {
     /// Rises by one per change in this process (across all accounts), from 1.
     public var sequence: UInt64
     public var accountID: String
+    /// The line's extension and display name, as the directory had them at the change.
+    public var extensionNumber: String
+    public var name: String
     public var state: LineState
     public var time: Date
 }
@@ -70,7 +73,9 @@ public final class LineStateFeed: Sendable {
                 // Everything after `lastSeen` is still here when the oldest kept change is at
                 // most the one right after it.
                 if oldest <= lastSeen + 1 {
-                    missed = ordered.filter { $0.sequence > lastSeen && (accountID == nil || $0.accountID == accountID) }
+                    missed = ordered.filter {
+                        $0.sequence > lastSeen && (accountID == nil || $0.accountID == accountID)
+                    }
                 }
             }
             return (id, missed, state.sequence)
@@ -83,10 +88,19 @@ public final class LineStateFeed: Sendable {
 
     /// Called by the server on its event loop when a line's state changed.
     @discardableResult
-    public func publish(accountID: String, state lineState: LineState, time: Date) -> LineStateChange {
-        let (change, tooSlow) = state.withLock { state -> (LineStateChange, [AsyncStream<LineStateChange>.Continuation]) in
+    public func publish(line: Line, state lineState: LineState, time: Date) -> LineStateChange {
+        let accountID = line.accountID
+        let (change, tooSlow) = state.withLock {
+            state -> (LineStateChange, [AsyncStream<LineStateChange>.Continuation]) in
             state.sequence += 1
-            let change = LineStateChange(sequence: state.sequence, accountID: accountID, state: lineState, time: time)
+            let change = LineStateChange(
+                sequence: state.sequence,
+                accountID: accountID,
+                extensionNumber: line.extensionNumber,
+                name: line.name,
+                state: lineState,
+                time: time
+            )
             if state.history.count < Self.historyLength {
                 state.history.append(change)
             } else {

@@ -40,7 +40,7 @@ extension SIPServer {
         let routing = CallRouting(directory: directory)
         switch routing.route(request.uri, from: caller, isLocalHost: { self.isLocal(host: $0) }) {
         case .failure(let refusal):
-            countRefusal("invite", reason: refusal.code.rawValue)
+            countRefusal("INVITE", reason: refusal.code.rawValue)
             logger.debug(
                 "INVITE refused",
                 metadata: [

@@ -64,8 +64,18 @@ extension SIPServer {
         }.get() ?? nil
     }
 
-    /// Whether the listeners are bound and serving (`/healthz`).
-    public var isServing: Bool { !transport.listeners.isEmpty }
+    /// Applies a changed directory and returns once live traffic is judged by it (the admin
+    /// API answers only then, so that a client's next SIP request meets the new rules).
+    public func applyDirectory(_ newDirectory: Directory) async {
+        directoryChanged(newDirectory)
+        // `directoryChanged` queues its work on the loop; this runs after it.
+        try? await eventLoop.submit {}.get()
+    }
+
+    /// How many SIP listeners are bound and serving (`/healthz`).
+    public func boundListenerCount() async -> Int {
+        (try? await eventLoop.submit { self.transport.listeners.count }.get()) ?? 0
+    }
 
     // MARK: Line changes
 
@@ -77,8 +87,8 @@ extension SIPServer {
         let changedAt = NIODeadline.now()
         let actions = notifier.updateLine(number, now: now, change)
         let after = notifier.lineState(number: number)
-        if after != before, let accountID = directory.line(number: number)?.accountID {
-            lineStateFeed.publish(accountID: accountID, state: after, time: now)
+        if after != before, let line = directory.line(number: number) {
+            lineStateFeed.publish(line: line, state: after, time: now)
             metrics.lineChanges.increment()
         }
         execute(actions, lineChangedAt: changedAt)

@@ -64,7 +64,7 @@ extension SIPServer {
         guard let toURI = request.to?.uri, isLocal(toURI),
             toURI.user == line.number || toURI.user == line.extensionNumber
         else {
-            countRefusal("register", reason: "foreign_aor")
+            countRefusal("REGISTER", reason: "foreign_aor")
             recordRefusal(
                 request,
                 from: SIPPeer(flow),
@@ -95,7 +95,7 @@ extension SIPServer {
         }.whenComplete { [self] result in
             switch result {
             case .success((.reject(let status, let reason, let headers), _)):
-                countRefusal("register", reason: String(status))
+                countRefusal("REGISTER", reason: String(status))
                 respond(to: request, key: key, status: status, reason: reason, headers: headers)
             case .success((.apply(_, _, let bindings), let now)):
                 var response = registrar.okResponse(to: request, bindings: bindings, now: now, toTag: Self.makeTag())

@@ -188,7 +188,7 @@ extension SIPServer {
         watcher: Line,
         source: SIPPeer
     ) {
-        countRefusal("SUBSCRIBE", reason: refusal.code.rawValue)
+        countRefusal("SUBSCRIBE", reason: refusal.code.snakeCase)
         recordRefusal(
             request,
             from: source,

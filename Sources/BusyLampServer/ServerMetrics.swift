@@ -17,9 +17,12 @@ final class ServerMetrics {
         let dimension: String
         private var counters: [String: Counter] = [:]
 
-        init(_ label: String, by dimension: String) {
+        /// `knownValues` get their handle at once, so that the series shows (at 0) before the
+        /// first increment: an operator's alert on it works from the start.
+        init(_ label: String, by dimension: String, knownValues: [String] = []) {
             self.label = label
             self.dimension = dimension
+            for value in knownValues { counters[value] = Counter(label: label, dimensions: [(dimension, value)]) }
         }
 
         func increment(_ value: String, by amount: Int = 1) {
@@ -53,7 +56,11 @@ final class ServerMetrics {
     let requests = LabelledCounter("busylamp_sip_requests_total", by: "method")
     let parseErrors = LabelledCounter("busylamp_sip_parse_errors_total", by: "reason")
     let overloadRejections = Counter(label: "busylamp_sip_overload_rejections_total")
-    let authFailures = LabelledCounter("busylamp_sip_auth_failures_total", by: "reason")
+    let authFailures = LabelledCounter(
+        "busylamp_sip_auth_failures_total",
+        by: "reason",
+        knownValues: ["bad_credentials", "replayed_nonce"]
+    )
     let refusals = RefusalCounter()
 
     let registrationsAccepted = Counter(label: "busylamp_registrations_accepted_total")
@@ -70,7 +77,11 @@ final class ServerMetrics {
     )
 
     let notifiesSent = Counter(label: "busylamp_notify_sent_total")
-    let notifiesFailed = LabelledCounter("busylamp_notify_failed_total", by: "reason")
+    let notifiesFailed = LabelledCounter(
+        "busylamp_notify_failed_total",
+        by: "reason",
+        knownValues: ["timeout", "transport_error", "rejected", "no_route"]
+    )
     let notifiesRefused = LabelledCounter("busylamp_notify_refused_total", by: "reason")
     let notifiesCoalesced = Counter(label: "busylamp_notify_coalesced_total")
     let notifiesOversizeUDP = Counter(label: "busylamp_notify_oversize_udp_total")
@@ -84,7 +95,11 @@ final class ServerMetrics {
     let callsStarted = LabelledCounter("busylamp_calls_started_total", by: "to")
     let callsEnded = Counter(label: "busylamp_calls_ended_total")
     let callRequestsRefused = LabelledCounter("busylamp_calls_requests_refused_total", by: "reason")
-    let pickups = LabelledCounter("busylamp_calls_pickups_total", by: "kind")
+    let pickups = LabelledCounter(
+        "busylamp_calls_pickups_total",
+        by: "kind",
+        knownValues: ["directed", "group", "replaces"]
+    )
     let activeCalls = Gauge(label: "busylamp_calls_active")
 
     /// The notifier's coalesced count already reported.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BusyLampCore
 import Foundation
+import NIOCore
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +12,12 @@ struct DemoCommand: AsyncParsableCommand {
     @OptionGroup var options: ServerOptions
 
     func run() async throws {
-        let resolved = try options.resolve()
+        var resolved = try options.resolve()
+        // INTERFACE.md: `demo` makes a token (when none is configured) and prints it, so that
+        // the console opens at once.
+        if resolved.adminToken == nil {
+            resolved.adminToken = (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 36) }.joined()
+        }
         let office = DemoOffice()
         try await ServerLauncher.run(
             resolved,
@@ -58,15 +64,20 @@ struct DemoOffice {
         return directory
     }
 
-    func instructions(addresses: [String]) -> String {
+    func instructions(addresses: StartedAddresses) -> String {
         var text = "\nBusyLamp demo office (account \"demo\", domain \(Self.domain))\n"
-        text += "Point a softphone at \(addresses.first ?? "this machine:5060") and register one of:\n"
+        let console = "http://\(Self.reachable(addresses.http))/#token=\(addresses.adminToken ?? "")"
+        text += "Open the console: \(console)\n"
+        text += "  (the admin API takes the same token: curl -H 'Authorization: Bearer \(addresses.adminToken ?? "")' "
+        text += "http://\(Self.reachable(addresses.http))/api/v1/accounts/demo/lamps)\n"
+        let sip = addresses.sip.first.map(Self.reachable) ?? "this machine:5060"
+        text += "Point a softphone at \(sip) and register one of:\n"
         for person in people {
             text +=
                 "  \(person.name.padding(toLength: 6, withPad: " ", startingAt: 0)) user \(number(person.extensionNumber))"
             text += "  extension \(person.extensionNumber)  password \(person.password)\n"
         }
-        text += "Use \(Self.domain) as the SIP domain and realm.\n"
+        text += "Use \(Self.domain) as the SIP domain and realm (the phone's outbound proxy or server: \(sip)).\n"
         text += "BLF keys: on Leo's phone, add keys of type BLF with the values 221, 222 and 223 (Event: dialog);"
         text += " the lamps show idle (green) at once. A buddy list with presence (Event: presence) shows a"
         text += " colleague online while their phone is registered. Until phones call, simulated calls"
@@ -76,5 +87,17 @@ struct DemoOffice {
         text += " watching phone. While it rings, *89221 (or the BLF key, with Replaces) picks it up from a"
         text += " phone of the office, and *88 picks up the latest ringing call of the group.\n"
         return text
+    }
+
+    /// `HOST:PORT` with a wildcard host replaced by an address a phone or browser can reach:
+    /// the machine's first non-loopback IPv4 address, else 127.0.0.1.
+    static func reachable(_ hostPort: String) -> String {
+        guard hostPort.hasPrefix("0.0.0.0:") || hostPort.hasPrefix("[::]:") else { return hostPort }
+        let port = hostPort[hostPort.index(after: hostPort.lastIndex(of: ":")!)...]
+        let devices = (try? System.enumerateDevices()) ?? []
+        let address = devices.compactMap { $0.address?.ipAddress }.first {
+            !$0.contains(":") && !$0.hasPrefix("127.")
+        }
+        return "\(address ?? "127.0.0.1"):\(port)"
     }
 }

@@ -1,11 +1,14 @@
+import AdminAPI
 import ArgumentParser
 import BusyLampCore
 import BusyLampServer
 import BusyLampStore
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
+import Prometheus
 import SIPTransactions
 import ServiceLifecycle
 
@@ -30,7 +33,7 @@ enum ServerLauncher {
         _ resolved: ServerOptions.Resolved,
         seed: Directory?,
         extraServices: (SIPServer, Logger) -> [any Service] = { _, _ in [] },
-        afterStart: ([String]) -> Void = { _ in }
+        afterStart: (StartedAddresses) -> Void = { _ in }
     ) async throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -38,6 +41,9 @@ enum ServerLauncher {
             return handler
         }
         let logger = Logger(label: "busylamp")
+        // Before any metric handle is made (the server makes its handles once, at start).
+        let metricsRegistry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metricsRegistry))
 
         let store = try openStore(resolved.storeLocation)
         if let seed {
@@ -86,15 +92,31 @@ enum ServerLauncher {
             try? await group.shutdownGracefully()
             throw OperatorError(message: "cannot bind the SIP listeners: \(error)", exitCode: 1)
         }
-        // INTERFACE.md: the chosen addresses, then `ready`, so that scripts can wait for it.
-        for listener in listeners { print("sip \(listener.transport) \(listener.hostPort)") }
-        afterStart(listeners.map(\.hostPort))
-        print("ready")
-        fflush(nil)  // every open stream: stdout is a pipe under tests and scripts
+        let (httpBound, httpBoundContinuation) = AsyncStream.makeStream(of: String.self)
+        let admin = AdminServer(
+            configuration: AdminServer.Configuration(
+                host: resolved.httpHost,
+                port: resolved.httpPort,
+                token: resolved.adminToken,
+                metricsText: {
+                    var bytes: [UInt8] = []
+                    metricsRegistry.emit(into: &bytes)
+                    return String(decoding: bytes, as: UTF8.self)
+                }
+            ),
+            server: server,
+            store: store,
+            logger: logger
+        ) { host, port in
+            httpBoundContinuation.yield(
+                SIPTransportListenerDescription(transport: "http", host: host, port: port).hostPort
+            )
+            httpBoundContinuation.finish()
+        }
 
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: SIPServerService(server: server))]
+                services: [.init(service: SIPServerService(server: server)), .init(service: admin)]
                     + extraServices(server, logger).map { .init(service: $0) }
                     + (resolved.directoryFile.map { file in
                         [
@@ -112,7 +134,27 @@ enum ServerLauncher {
                 logger: logger
             )
         )
-        try await services.run()
+        try await withThrowingTaskGroup(of: Void.self) { running in
+            running.addTask {
+                defer { httpBoundContinuation.finish() }
+                try await services.run()
+            }
+            var bound = httpBound.makeAsyncIterator()
+            guard let httpAddress = await bound.next() else {
+                // The group ended before HTTP listened: its error says why.
+                try await running.waitForAll()
+                throw OperatorError(message: "cannot bind the HTTP listener \(resolved.httpAddress)", exitCode: 1)
+            }
+            // INTERFACE.md: the chosen addresses, then `ready`, so that scripts can wait for it.
+            for listener in listeners { print("sip \(listener.transport) \(listener.hostPort)") }
+            print("http \(httpAddress)")
+            afterStart(
+                StartedAddresses(sip: listeners.map(\.hostPort), http: httpAddress, adminToken: resolved.adminToken)
+            )
+            print("ready")
+            fflush(nil)  // every open stream: stdout is a pipe under tests and scripts
+            try await running.waitForAll()
+        }
         try? await group.shutdownGracefully()
         try? store.close()
         logger.info("Stopped")
@@ -136,6 +178,13 @@ enum ServerLauncher {
             throw OperatorError(message: "\(error)")
         }
     }
+}
+
+/// What `busylamp serve` listens on once started, for the demo's instructions.
+struct StartedAddresses {
+    var sip: [String]
+    var http: String
+    var adminToken: String?
 }
 
 struct SIPTransportListenerDescription {

@@ -43,6 +43,10 @@ struct ServerOptions: ParsableArguments {
         var storeLocation: StoreLocation
         var listenAddresses: [SIPListenAddress]
         var httpAddress: String
+        var httpHost: String
+        var httpPort: Int
+        /// The admin API's bearer token: `BUSYLAMP_ADMIN_TOKEN`, else `admin_token`; nil = API closed.
+        var adminToken: String?
         var logLevel: Logger.Level
         var tcpIdleTimeout: Int
         /// RFC 3261 T1 in milliseconds (config file only: tests shorten every timer with it).
@@ -109,6 +113,15 @@ struct ServerOptions: ParsableArguments {
         guard let colon = http.lastIndex(of: ":"), let port = Int(http[http.index(after: colon)...]),
             (0...65535).contains(port), colon != http.startIndex
         else { throw OperatorError(message: "--http \(http): expected HOST:PORT") }
+        var httpHost = String(http[..<colon])
+        if httpHost.hasPrefix("["), httpHost.hasSuffix("]") { httpHost = String(httpHost.dropFirst().dropLast()) }
+        let environmentToken = ProcessInfo.processInfo.environment["BUSYLAMP_ADMIN_TOKEN"].flatMap {
+            $0.isEmpty ? nil : $0
+        }
+        let adminToken = try environmentToken ?? string("admin_token")
+        if let adminToken, adminToken.count < 16 {
+            throw OperatorError(message: "admin token: use at least 16 characters")
+        }
 
         let levelText = try logLevel ?? string("log_level") ?? "info"
         guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
@@ -175,6 +188,9 @@ struct ServerOptions: ParsableArguments {
             storeLocation: storeLocation,
             listenAddresses: listenAddresses,
             httpAddress: http,
+            httpHost: httpHost,
+            httpPort: port,
+            adminToken: adminToken,
             logLevel: level,
             tcpIdleTimeout: tcpIdleTimeout,
             timerT1Milliseconds: timerT1Milliseconds,

@@ -60,7 +60,8 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
     public var isAccepted: Bool { refusalStatus == nil }
 
     /// Where `line`'s effective presence comes from and what it is.
-    public static func presenceSetting(of line: Line, in directory: Directory) -> (value: Bool, source: PresenceSource) {
+    public static func presenceSetting(of line: Line, in directory: Directory) -> (value: Bool, source: PresenceSource)
+    {
         if let presence = line.presence { return (presence, .line) }
         if let presence = directory.account(id: line.accountID)?.presence { return (presence, .account) }
         return (directory.platform.presenceDefault, .platform)
@@ -101,7 +102,11 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
             add(.watcherExists, .pass, "\(label(watcher)) is extension \(watcher.extensionNumber) (\(watcher.number)).")
         } else {
             add(.watcherExists, .fail, "No line with extension \(watcherExtension) in account \(accountID).")
-            refuse(404, "Unknown Watcher", "There is no extension \(watcherExtension) in this account, so no phone can subscribe as it.")
+            refuse(
+                404,
+                "Unknown Watcher",
+                "There is no extension \(watcherExtension) in this account, so no phone can subscribe as it."
+            )
         }
         if let target {
             add(.targetExists, .pass, "\(label(target)) is extension \(target.extensionNumber) (\(target.number)).")
@@ -111,7 +116,11 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
                 reached() ? .fail : .notChecked,
                 "No line \(targetExtension) in account \(accountID), nor a platform number \(targetExtension)."
             )
-            refuse(404, "Unknown Target", "The lamp's key points at \(targetExtension), which is not a line: the phone gets 404 Unknown Target. Fix the key's value.")
+            refuse(
+                404,
+                "Unknown Target",
+                "The lamp's key points at \(targetExtension), which is not a line: the phone gets 404 Unknown Target. Fix the key's value."
+            )
         }
 
         if let watcher, let target, refusal == nil {
@@ -119,8 +128,16 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
             if target.accountID == watcher.accountID {
                 add(.sameAccount, .pass, "Both lines are in account \(watcher.accountID).")
             } else {
-                add(.sameAccount, .fail, "\(label(target)) is in account \(target.accountID), \(label(watcher)) in \(watcher.accountID).")
-                refuse(403, "Target In Another Account", "\(label(watcher)) cannot watch \(label(target)): the lines belong to different accounts.")
+                add(
+                    .sameAccount,
+                    .fail,
+                    "\(label(target)) is in account \(target.accountID), \(label(watcher)) in \(watcher.accountID)."
+                )
+                refuse(
+                    403,
+                    "Target In Another Account",
+                    "\(label(watcher)) cannot watch \(label(target)): the lines belong to different accounts."
+                )
             }
             // Rule 1, group.
             if !reached() {
@@ -128,7 +145,11 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
             } else if target.group == watcher.group {
                 add(.sameGroup, .pass, "Both lines are in group \(watcher.group).")
             } else {
-                add(.sameGroup, .fail, "\(label(watcher)) is in group \(watcher.group), \(label(target)) in group \(target.group).")
+                add(
+                    .sameGroup,
+                    .fail,
+                    "\(label(watcher)) is in group \(watcher.group), \(label(target)) in group \(target.group)."
+                )
                 refuse(
                     403,
                     "Target In Another Group",
@@ -151,7 +172,11 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
             presenceRule.presenceSource = source
             rules.append(presenceRule)
             if presenceRule.verdict == .fail {
-                refuse(403, "Presence Disabled For Target", "\(label(target))'s lamp cannot be shown: presence is off for \(label(target)) (\(sourceWords)). Turn it on to let colleagues watch.")
+                refuse(
+                    403,
+                    "Presence Disabled For Target",
+                    "\(label(target))'s lamp cannot be shown: presence is off for \(label(target)) (\(sourceWords)). Turn it on to let colleagues watch."
+                )
             }
             // Rule 3, same network.
             let sameNetworkOnly = directory.account(id: target.accountID)?.sameNetworkOnly == true
@@ -185,7 +210,8 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
                 }
             } else {
                 networkRule.verdict = reached() ? .info : .notChecked
-                networkRule.detail = "Same network required; where the phones register from is known only to the running server."
+                networkRule.detail =
+                    "Same network required; where the phones register from is known only to the running server."
             }
             rules.append(networkRule)
             // Not a rule: what the lamp shows.
@@ -202,7 +228,8 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
                 add(.targetRegistered, .info, "Registration is known only to the running server.")
             }
             if refusal == nil {
-                summary = "\(label(watcher))'s phone may watch \(label(target)): every rule passes. If the lamp is still orange, the phone's key or its credentials are wrong: see the refused attempts below."
+                summary =
+                    "\(label(watcher))'s phone may watch \(label(target)): every rule passes. If the lamp is still orange, the phone's key or its credentials are wrong: see the refused attempts below."
             }
         } else {
             for name in [RuleName.sameAccount, .sameGroup, .presence, .sameNetworkOnly] {
@@ -218,7 +245,8 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
             return entry.method == "SUBSCRIBE" && watcherMatches && targetMatches
         }
         if let latest = pair.first, refusal == nil {
-            summary += " The latest refused attempt (\(latest.statusCode) \(latest.reasonPhrase)) came from \(latest.source.host)."
+            summary +=
+                " The latest refused attempt (\(latest.statusCode) \(latest.reasonPhrase)) came from \(latest.source.host)."
         }
         return SubscriptionDiagnosis(
             watcherExtension: watcherExtension,

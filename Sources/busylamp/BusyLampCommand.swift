@@ -8,7 +8,7 @@ struct BusyLampCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "busylamp",
         abstract: "SIP presence and Busy Lamp Field server.",
-        subcommands: [ServeCommand.self, DemoCommand.self, ImportCommand.self]
+        subcommands: [ServeCommand.self, DemoCommand.self, ImportCommand.self, WhyCommand.self]
     )
 
     /// INTERFACE.md: bad options or a bad file exit with code 2 and a message naming the

@@ -11,7 +11,7 @@ import UnixSignals
 /// (presence turned off, a line moved to another group or deleted: its watchers get a final
 /// NOTIFY). A file with an error changes nothing and is logged with its line.
 struct DirectoryReloadService: Service {
-    let file: String
+    let fileImport: DirectoryFileImport
     let store: SQLiteStore
     let server: SIPServer
     let logger: Logger
@@ -19,12 +19,14 @@ struct DirectoryReloadService: Service {
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             do {
-                let directory = try DirectoryFile.load(contentsOf: URL(fileURLWithPath: file))
-                try store.replaceDirectory(with: directory)
+                let directory = try fileImport.importNow(into: store)
                 server.directoryChanged(directory)
-                logger.info("Directory reloaded", metadata: ["file": "\(file)"])
+                logger.info("Directory reloaded", metadata: ["file": "\(fileImport.file)"])
             } catch {
-                logger.error("Directory not reloaded", metadata: ["file": "\(file)", "error": "\(error)"])
+                logger.error(
+                    "Directory not reloaded",
+                    metadata: ["file": "\(fileImport.file)", "error": "\(error)"]
+                )
             }
         }
     }

@@ -49,10 +49,19 @@ enum ServerLauncher {
         if let seed {
             try store.replaceDirectory(with: seed)
         }
-        if let path = resolved.directoryFile {
-            let directory = try loadDirectoryFile(path)
-            try store.replaceDirectory(with: directory)
-            logger.info("Directory loaded", metadata: ["file": "\(path)"])
+        let fileImport = resolved.directoryFile.map {
+            DirectoryFileImport(file: $0, dataDirectory: resolved.storeLocation.dataDirectory)
+        }
+        if let fileImport {
+            switch try fileImport.applyAtStart(to: store) {
+            case .imported:
+                logger.info("Directory loaded", metadata: ["file": "\(fileImport.file)"])
+            case .keptStore:
+                logger.info(
+                    "Directory file unchanged since its last import: the stored directory (with the API's changes) is kept",
+                    metadata: ["file": "\(fileImport.file)"]
+                )
+            }
         }
         guard let directory = try store.loadDirectory() else {
             throw OperatorError(
@@ -118,11 +127,11 @@ enum ServerLauncher {
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: SIPServerService(server: server)), .init(service: admin)]
                     + extraServices(server, logger).map { .init(service: $0) }
-                    + (resolved.directoryFile.map { file in
+                    + (fileImport.map { fileImport in
                         [
                             .init(
                                 service: DirectoryReloadService(
-                                    file: file,
+                                    fileImport: fileImport,
                                     store: store,
                                     server: server,
                                     logger: logger

@@ -63,6 +63,13 @@ struct ServerOptions: ParsableArguments {
 
     enum StoreLocation {
         case sqlite(directory: URL)
+
+        /// The data folder (`--data`), where the store and its companions live.
+        var dataDirectory: URL {
+            switch self {
+            case .sqlite(let directory): return directory
+            }
+        }
     }
 
     /// Keys a config file may hold: the options' long names in snake_case.

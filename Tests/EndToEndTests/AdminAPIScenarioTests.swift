@@ -209,6 +209,45 @@ extension EndToEnd {
             }
         }
 
+        /// "Nothing lost": what the API accepted is in the store, and a restart with the same
+        /// (unedited) directory file keeps it; `kill -9` right after the 2xx loses nothing either.
+        @Test func apiChangesSurviveARestartAndACrash() async throws {
+            let workDirectory = try TestEnvironment.makeTemporaryDirectory("api-restart")
+            let configFile = workDirectory.appendingPathComponent("config.yaml")
+            try "admin_token: \(Self.token)\n".write(to: configFile, atomically: true, encoding: .utf8)
+            let arguments = ["--config", configFile.path]
+            let first = try await ServerProcess.start(in: workDirectory, extraArguments: arguments)
+            let api = HTTPTestClient(port: try #require(first.httpPort), token: Self.token)
+            #expect(
+                try await api.send("PATCH", "/api/v1/accounts/acme/lines/202", json: #"{"group": "SALES"}"#).status
+                    == 200
+            )
+            #expect(
+                try await api.send("POST", "/api/v1/accounts", json: #"{"id": "kept", "name": "Kept Ltd"}"#).status
+                    == 201
+            )
+            _ = try await first.killHard()
+
+            let second = try await ServerProcess.start(in: workDirectory, extraArguments: arguments)
+            let again = HTTPTestClient(port: try #require(second.httpPort), token: Self.token)
+            let line = try await again.get("/api/v1/accounts/acme/lines/202")
+            #expect(line.json["group"] as? String == "SALES", "after kill -9 and a restart: \(line)\n\(second.output)")
+            #expect(try await again.get("/api/v1/accounts/kept").status == 200)
+            #expect(second.output.contains("unchanged since its last import"), "\(second.output)")
+            #expect(try await second.stop() == .exited(0))
+
+            // An edited file is the operator's new directory: it replaces the store at start.
+            let edited = DirectoryFixture.yaml.replacingOccurrences(of: "name: Acme Ltd", with: "name: Acme Limited")
+            let third = try await DirectoryFixture.serving(edited) {
+                try await ServerProcess.start(in: workDirectory, extraArguments: arguments)
+            }
+            let fresh = HTTPTestClient(port: try #require(third.httpPort), token: Self.token)
+            #expect(try await fresh.get("/api/v1/accounts/acme").json["name"] as? String == "Acme Limited")
+            #expect(try await fresh.get("/api/v1/accounts/acme/lines/202").json["group"] as? String == "DEFAULT")
+            #expect(try await third.stop() == .exited(0))
+            try? FileManager.default.removeItem(at: workDirectory)
+        }
+
         /// INTERFACE.md: no token configured → the API is closed (503, never open), while SIP,
         /// `/metrics`, `/healthz` and the console page are served.
         @Test func noTokenMeansTheAPIIsClosed() async throws {
@@ -414,6 +453,71 @@ extension EndToEnd {
                     "\(diagnosis)"
                 )
             }
+        }
+
+        /// `busylamp why`: asks the running server (the refused attempt included); with no
+        /// server it reads the store and says it shows the rules only.
+        @Test func whyAsksTheServerThenReadsTheStore() async throws {
+            let configFile = FileManager.default.temporaryDirectory
+                .appendingPathComponent("busylamp-why-\(UUID().uuidString.prefix(8)).yaml")
+            defer { try? FileManager.default.removeItem(at: configFile) }
+            try await Self.withAPIServer("api-why") { server, api in
+                try "admin_token: \(Self.token)\n".write(to: configFile, atomically: true, encoding: .utf8)
+                let moved = try await api.send("PATCH", "/api/v1/accounts/acme/lines/202", json: #"{"group": "SALES"}"#)
+                #expect(moved.status == 200)
+                expectPass(try await subscribe(server, expecting: 403), "SUBSCRIBE across groups: 403", .udp, server)
+                let live = try await Self.busylamp(
+                    [
+                        "why", "--account", "acme", "--watcher", "201", "--target", "202", "--config", configFile.path,
+                        "--http", "127.0.0.1:\(api.port)",
+                    ],
+                    in: server.workDirectory
+                )
+                #expect(live.status == .exited(0), "\(live.output)")
+                #expect(live.output.contains("Decision: refuse (403 Target In Another Group)"), "\(live.output)")
+                #expect(live.output.contains("from udp:127.0.0.1:"), "the refused attempt is listed:\n\(live.output)")
+
+                // Nothing listens at --http: the store alone (SQLite is read beside the server).
+                let offline = try await Self.busylamp(
+                    [
+                        "why", "--account", "acme", "--watcher", "201", "--target", "202", "--data",
+                        server.dataDirectory.path, "--http", "127.0.0.1:1",
+                    ],
+                    in: server.workDirectory
+                )
+                #expect(offline.status == .exited(0), "\(offline.output)")
+                #expect(offline.output.contains("rules from the store only"), "\(offline.output)")
+                #expect(
+                    offline.output.contains("[FAIL] same_group"),
+                    "the API's group change was stored:\n\(offline.output)"
+                )
+            }
+        }
+
+        /// Runs the busylamp binary to its end and returns its exit and output.
+        static func busylamp(
+            _ arguments: [String],
+            in directory: URL
+        ) async throws
+            -> (status: ChildProcess.Termination, output: String)
+        {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let stamp = UUID().uuidString.prefix(8)
+            let out = directory.appendingPathComponent("cli-\(stamp).out")
+            let err = directory.appendingPathComponent("cli-\(stamp).err")
+            let process = try ChildProcess(
+                executable: try TestEnvironment.busylampBinary(),
+                arguments: arguments,
+                standardOutput: out,
+                standardError: err
+            )
+            guard let status = try await process.waitForExit(within: .seconds(20)) else {
+                throw EndToEndFailure("busylamp \(arguments.joined(separator: " ")) did not end in 20 s")
+            }
+            let output =
+                ((try? String(contentsOf: out, encoding: .utf8)) ?? "")
+                + ((try? String(contentsOf: err, encoding: .utf8)) ?? "")
+            return (status, output)
         }
 
         // MARK: Events and metrics

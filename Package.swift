@@ -147,6 +147,7 @@ let package = Package(
         .testTarget(name: "BusyLampStoreTests", dependencies: ["BusyLampStore"]),
         .testTarget(name: "BusyLampProvisioningTests", dependencies: ["BusyLampProvisioning", "BusyLampCore"]),
         .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "BusyLampCore"]),
+        .testTarget(name: "BusyLampServerTests", dependencies: ["BusyLampServer", "BusyLampCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

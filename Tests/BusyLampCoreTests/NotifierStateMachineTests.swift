@@ -413,6 +413,29 @@ struct NotifierStateMachineTests {
         #expect(otherEnded == (number == Self.alice.number))
     }
 
+    /// A new password for the watcher's line: its subscription ends with `deactivated`, so
+    /// that the phone subscribes again at once and authenticates with the new password.
+    @Test func aNewPasswordForTheWatcherDeactivatesItsSubscription() throws {
+        var notifier = Self.notifier()
+        let subscription = Self.subscription()
+        _ = notifier.add(subscription, now: Self.now)
+        _ = notifier.notifyAnswered(subscriptionID: subscription.id, statusCode: 200, now: Self.now)
+        let changed = Self.directory(changing: subscription.watcherNumber) {
+            $0.credentials = Line.credentials(number: $0.number, realm: "sip.busylamp.test", password: "new-password")
+        }
+        let actions = notifier.directoryChanged(changed, now: Self.now)
+        let final = try Self.only(actions.filter { if case .sendNotify = $0 { true } else { false } })
+        #expect(final.headers[.subscriptionState]?.hasPrefix("terminated;reason=deactivated") == true)
+        #expect(notifier.count == 0)
+        // The target's new password changes nothing for those who watch it.
+        var again = Self.notifier()
+        _ = again.add(subscription, now: Self.now)
+        let targetChanged = Self.directory(changing: subscription.targetNumber) {
+            $0.credentials = Line.credentials(number: $0.number, realm: "sip.busylamp.test", password: "other")
+        }
+        #expect(again.directoryChanged(targetChanged, now: Self.now).isEmpty)
+    }
+
     @Test func aDirectoryChangeThatBreaksNoRuleEndsNothing() {
         var notifier = Self.notifier()
         _ = notifier.add(Self.subscription(), now: Self.now)

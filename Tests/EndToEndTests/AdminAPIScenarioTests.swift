@@ -366,6 +366,46 @@ extension EndToEnd {
             }
         }
 
+        /// A new password for the watcher's line ends its subscription with `deactivated` (the
+        /// phone re-subscribes and authenticates again); a deleted target with `noresource`.
+        @Test(arguments: [
+            ("new password for the watcher", "201", #"{"password": "alice-new-secret"}"#, "deactivated"),
+            ("target deleted", "202", "", "noresource"),
+        ])
+        func passwordChangeAndDeletionEndTheSubscription(
+            _ label: String,
+            _ extensionNumber: String,
+            _ body: String,
+            _ reason: String
+        ) async throws {
+            try await Self.withAPIServer("api-\(reason)") { server, api in
+                let watcher = Task {
+                    try await SIPpRun.run(
+                        "watcher_until_rules_end_it",
+                        against: server,
+                        over: .udp,
+                        line: Self.alice,
+                        keys: ["target": Self.bob.extensionNumber, "reason": reason]
+                    )
+                }
+                try await eventuallySubscribed(
+                    api,
+                    watcher: Self.alice.extensionNumber,
+                    target: Self.bob.extensionNumber
+                )
+                let path = "/api/v1/accounts/acme/lines/\(extensionNumber)"
+                let response =
+                    body.isEmpty ? try await api.request("DELETE", path) : try await api.send("PATCH", path, json: body)
+                #expect((200..<300).contains(response.status), "\(label): \(response)")
+                expectPass(
+                    try await watcher.value,
+                    "watcher ended (\(label)): terminated;reason=\(reason)",
+                    .udp,
+                    server
+                )
+            }
+        }
+
         /// Bob moved to another group: Alice's subscription ends, her next SUBSCRIBE gets 403, and
         /// the diagnosis names the group and the address the refused attempt came from.
         @Test func groupChangeRefusesAndTheDiagnosisSaysWhy() async throws {

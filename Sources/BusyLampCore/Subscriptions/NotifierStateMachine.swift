@@ -349,10 +349,14 @@ public struct NotifierStateMachine: Sendable {
     /// `same_network_only` is not re-checked here (it needs the registrations): it is checked
     /// again on every refresh.
     public mutating func directoryChanged(_ directory: Directory, now: Date) -> [Action] {
+        let previous = self.directory
         self.directory = directory
         var actions: [Action] = []
         for id in watches.keys.sorted() {
-            guard let watch = watches[id], let reason = violation(of: watch.subscription) else { continue }
+            guard let watch = watches[id],
+                let reason = violation(of: watch.subscription)
+                    ?? credentialsChanged(of: watch.subscription, since: previous)
+            else { continue }
             actions += end(id, reason: reason, now: now)
         }
         return actions
@@ -532,6 +536,18 @@ public struct NotifierStateMachine: Sendable {
     // MARK: Rules and restarts
 
     /// Why the directory no longer allows a subscription (PRODUCT.md rules 1 and 2), if it does not.
+    /// The watcher's line was given a new password: its subscriptions were authenticated with
+    /// the old one. RFC 6665 §4.2.2: `deactivated` asks the subscriber to "re-subscribe
+    /// immediately", so a phone with the new password is back at once (and authenticated
+    /// again), while one with the old password is refused, as it should be.
+    private func credentialsChanged(of subscription: Subscription, since previous: Directory) -> TerminationReason? {
+        guard let before = previous.line(number: subscription.watcherNumber),
+            let after = directory.line(number: subscription.watcherNumber),
+            before.credentials != after.credentials
+        else { return nil }
+        return .deactivated
+    }
+
     private func violation(of subscription: Subscription) -> TerminationReason? {
         guard let target = directory.line(number: subscription.targetNumber),
             let watcher = directory.line(number: subscription.watcherNumber)

@@ -44,8 +44,8 @@ extension SIPServer {
             logger.debug(
                 "INVITE refused",
                 metadata: [
-                    "sip.call_id": "\(request.callID ?? "-")", "sip.uri": "\(request.uri)",
-                    "sip.reason": "\(refusal.reasonPhrase)",
+                    LogKey.callID: "\(request.callID ?? "-")", LogKey.uri: "\(request.uri)",
+                    LogKey.reason: "\(refusal.reasonPhrase)",
                 ]
             )
             respond(to: request, key: key, status: refusal.statusCode, reason: refusal.reasonPhrase)
@@ -53,7 +53,7 @@ extension SIPServer {
             metrics.callsStarted.increment("line")
             logger.debug(
                 "Call to a line",
-                metadata: ["sip.call_id": "\(request.callID ?? "-")", "line": "\(line.number)"]
+                metadata: [LogKey.callID: "\(request.callID ?? "-")", LogKey.line: "\(line.number)"]
             )
             let destinations = currentBindings(number: line.number).compactMap { binding in
                 SIPURI(binding.contact).map { CallStateMachine.Destination(requestURI: $0, peer: binding.source) }
@@ -71,7 +71,7 @@ extension SIPServer {
             metrics.callsStarted.increment("trunk")
             logger.debug(
                 "Call to the trunk",
-                metadata: ["sip.call_id": "\(request.callID ?? "-")", "trunk": "\(trunk.name)"]
+                metadata: [LogKey.callID: "\(request.callID ?? "-")", LogKey.trunk: "\(trunk.name)"]
             )
             let host = trunk.host.contains(":") ? "[\(trunk.host)]" : trunk.host
             var uri = SIPURI(scheme: "sip", user: number, host: host, port: trunk.port)
@@ -161,7 +161,7 @@ extension SIPServer {
                 changeLine(number, now: Date()) { $0.apply(dialog) }
             case .ended:
                 metrics.callsEnded.increment()
-                logger.debug("Call ended", metadata: ["sip.call_id": "\(action.callID)"])
+                logger.debug("Call ended", metadata: [LogKey.callID: "\(action.callID)"])
                 for timer in CallTimer.allCases {
                     callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
                 }

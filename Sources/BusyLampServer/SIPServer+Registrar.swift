@@ -103,11 +103,11 @@ extension SIPServer {
                 execute(transactions.sendResponse(response, for: key), flow: flow)
                 logger.debug(
                     "Registered",
-                    metadata: ["line": "\(aor)", "sip.peer": "\(flow)", "sip.bindings": "\(bindings.count)"]
+                    metadata: [LogKey.line: "\(aor)", LogKey.peer: "\(flow)", LogKey.bindings: "\(bindings.count)"]
                 )
                 bindingsChanged(aor: aor, to: bindings, now: now)
             case .failure(let error):
-                logger.error("Registration store failed", metadata: ["line": "\(aor)", "error": "\(error)"])
+                logger.error("Registration store failed", metadata: [LogKey.line: "\(aor)", LogKey.error: "\(error)"])
                 respond(to: request, key: key, status: 500, reason: "Registration Not Stored")
             }
         }
@@ -184,10 +184,10 @@ extension SIPServer {
             .whenComplete { [logger] result in
                 switch result {
                 case .success(let removed) where !removed.isEmpty:
-                    logger.debug("Expired bindings removed", metadata: ["sip.bindings": "\(removed.count)"])
+                    logger.debug("Expired bindings removed", metadata: [LogKey.bindings: "\(removed.count)"])
                 case .success: break
                 case .failure(let error):
-                    logger.error("Binding sweep failed", metadata: ["error": "\(error)"])
+                    logger.error("Binding sweep failed", metadata: [LogKey.error: "\(error)"])
                 }
             }
     }

@@ -120,8 +120,8 @@ extension SIPServer {
             logger.debug(
                 "Subscribed",
                 metadata: [
-                    "sub.id": "\(subscription.id)", "line": "\(subscription.targetNumber)",
-                    "sub.watcher": "\(watcher.number)", "sub.event": "\(accepted.event.rawValue)",
+                    LogKey.subscriptionID: "\(subscription.id)", LogKey.line: "\(subscription.targetNumber)",
+                    LogKey.subscriptionWatcher: "\(watcher.number)", LogKey.subscriptionEvent: "\(accepted.event.rawValue)",
                 ]
             )
             execute(notifier.add(subscription, now: Date()))
@@ -147,7 +147,7 @@ extension SIPServer {
             case .failure(let error):
                 logger.error(
                     "Subscription store failed",
-                    metadata: ["sub.id": "\(subscription.id)", "error": "\(error)"]
+                    metadata: [LogKey.subscriptionID: "\(subscription.id)", LogKey.error: "\(error)"]
                 )
                 respond(to: request, key: key, status: 500, reason: "Subscription Not Stored")
             }
@@ -200,8 +200,8 @@ extension SIPServer {
         logger.debug(
             "Subscription refused",
             metadata: [
-                "sip.call_id": "\(request.callID ?? "-")", "sub.reason": "\(refusal.reasonPhrase)",
-                "sip.target": "\(request.uri)",
+                LogKey.callID: "\(request.callID ?? "-")", LogKey.subscriptionReason: "\(refusal.reasonPhrase)",
+                LogKey.target: "\(request.uri)",
             ]
         )
         respond(
@@ -277,14 +277,14 @@ extension SIPServer {
                 metrics.subscriptionsEnded.increment(reason.rawValue)
                 logger.debug(
                     "Subscription ended",
-                    metadata: ["sub.id": "\(subscription.id)", "sub.reason": "\(reason.rawValue)"]
+                    metadata: [LogKey.subscriptionID: "\(subscription.id)", LogKey.subscriptionReason: "\(reason.rawValue)"]
                 )
                 let store = subscriptionStore
                 storeThread.runIfActive(eventLoop: eventLoop) { try store.removeSubscription(id: subscription.id) }
                     .whenFailure { [logger] error in
                         logger.error(
                             "Subscription removal failed",
-                            metadata: ["sub.id": "\(subscription.id)", "error": "\(error)"]
+                            metadata: [LogKey.subscriptionID: "\(subscription.id)", LogKey.error: "\(error)"]
                         )
                     }
             case .oversizeNotify(let subscriptionID, let bytes):
@@ -292,7 +292,7 @@ extension SIPServer {
                 metrics.notifiesOversizeUDP.increment()
                 logger.warning(
                     "NOTIFY larger than is safe over UDP",
-                    metadata: ["sub.id": "\(subscriptionID)", "sip.bytes": "\(bytes)"]
+                    metadata: [LogKey.subscriptionID: "\(subscriptionID)", LogKey.bytes: "\(bytes)"]
                 )
             }
         }
@@ -304,7 +304,7 @@ extension SIPServer {
     @discardableResult
     private func sendNotify(_ notify: SIPRequest, subscriptionID: String, to destination: SIPPeer) -> Bool {
         guard let flow = flow(to: destination, like: nil) else {
-            logger.warning("NOTIFY not sent: no route to the watcher", metadata: ["sub.id": "\(subscriptionID)"])
+            logger.warning("NOTIFY not sent: no route to the watcher", metadata: [LogKey.subscriptionID: "\(subscriptionID)"])
             metrics.notifiesFailed.increment("no_route")
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             return false
@@ -316,7 +316,7 @@ extension SIPServer {
             metrics.notifiesRefused.increment("\(reason)")
             logger.warning(
                 "NOTIFY not sent",
-                metadata: ["sub.id": "\(subscriptionID)", "sip.reason": "\(reason)"]
+                metadata: [LogKey.subscriptionID: "\(subscriptionID)", LogKey.reason: "\(reason)"]
             )
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             return false
@@ -347,7 +347,7 @@ extension SIPServer {
             .whenFailure { [logger] error in
                 logger.error(
                     "Subscription batch write failed",
-                    metadata: ["sub.count": "\(batch.count)", "error": "\(error)"]
+                    metadata: [LogKey.subscriptionCount: "\(batch.count)", LogKey.error: "\(error)"]
                 )
             }
     }

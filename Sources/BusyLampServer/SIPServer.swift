@@ -180,7 +180,7 @@ public final class SIPServer: @unchecked Sendable {
         logger.info(
             "SIP listeners bound",
             metadata: [
-                "sip.listeners": "\(listeners.map(\.localAddress))", "sub.restored": "\(subscriptions.count)",
+                LogKey.listeners: "\(listeners.map(\.localAddress))", LogKey.subscriptionsRestored: "\(subscriptions.count)",
             ]
         )
         return listeners
@@ -245,7 +245,7 @@ public final class SIPServer: @unchecked Sendable {
         metrics.parseErrors.increment(error.code.rawValue)
         logger.debug(
             "Unparseable message",
-            metadata: ["sip.peer": "\(flow)", "sip.error": "\(error.reasonPhrase)"]
+            metadata: [LogKey.peer: "\(flow)", LogKey.parseError: "\(error.reasonPhrase)"]
         )
         guard var response = error.makeResponse(toTag: Self.makeTag()) else {
             transport.countDrop(.unparseable)
@@ -275,12 +275,12 @@ public final class SIPServer: @unchecked Sendable {
             case .refused(let request, let reason):
                 logger.warning(
                     "Request refused by the transaction layer",
-                    metadata: ["sip.method": "\(request.method)", "sip.reason": "\(reason)"]
+                    metadata: [LogKey.method: "\(request.method)", LogKey.reason: "\(reason)"]
                 )
             case .sendWithoutTransaction(let request, let peer):
                 if let flow = flow ?? self.flow(to: peer, like: nil) { send(.request(request), to: flow) }
             case .unknownTransaction(let key):
-                logger.debug("Response for a finished transaction", metadata: ["sip.transaction": "\(key)"])
+                logger.debug("Response for a finished transaction", metadata: [LogKey.transaction: "\(key)"])
             }
         }
     }
@@ -322,7 +322,7 @@ public final class SIPServer: @unchecked Sendable {
         case .cancelTimer(let timer):
             timers.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
         case .timeout, .transportError:
-            logger.debug("Transaction failed", metadata: ["sip.transaction": "\(key)", "sip.event": "\(action)"])
+            logger.debug("Transaction failed", metadata: [LogKey.transaction: "\(key)", LogKey.event: "\(action)"])
             // RFC 3261 §8.1.3.1: a timeout counts as 408, a transport failure as 503.
             callRequestFailed(key: key, status: action == .timeout ? 408 : 503)
             if let subscriptionID = notifyTransactions.removeValue(forKey: key) {
@@ -363,7 +363,7 @@ public final class SIPServer: @unchecked Sendable {
         var buffer = ByteBufferAllocator().buffer(capacity: 1024)
         message.serialize(into: &buffer)
         transport.send(buffer, to: flow).whenFailure { [logger] error in
-            logger.debug("Send failed", metadata: ["sip.peer": "\(flow)", "error": "\(error)"])
+            logger.debug("Send failed", metadata: [LogKey.peer: "\(flow)", LogKey.error: "\(error)"])
             onFailure?()
         }
     }

@@ -21,11 +21,11 @@ struct DirectoryReloadService: Service {
             do {
                 let directory = try fileImport.importNow(into: store)
                 server.directoryChanged(directory)
-                logger.info("Directory reloaded", metadata: ["file": "\(fileImport.file)"])
+                logger.info("Directory reloaded", metadata: [LogKey.file: "\(fileImport.file)"])
             } catch {
                 logger.error(
                     "Directory not reloaded",
-                    metadata: ["file": "\(fileImport.file)", "error": "\(error)"]
+                    metadata: [LogKey.file: "\(fileImport.file)", LogKey.error: "\(error)"]
                 )
             }
         }

@@ -55,11 +55,11 @@ enum ServerLauncher {
         if let fileImport {
             switch try fileImport.applyAtStart(to: store) {
             case .imported:
-                logger.info("Directory loaded", metadata: ["file": "\(fileImport.file)"])
+                logger.info("Directory loaded", metadata: [LogKey.file: "\(fileImport.file)"])
             case .keptStore:
                 logger.info(
                     "Directory file unchanged since its last import: the stored directory (with the API's changes) is kept",
-                    metadata: ["file": "\(fileImport.file)"]
+                    metadata: [LogKey.file: "\(fileImport.file)"]
                 )
             }
         }

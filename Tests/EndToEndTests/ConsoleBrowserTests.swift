@@ -98,6 +98,41 @@ extension EndToEnd {
             }
         }
 
+        /// `busylamp demo` as a new user meets it: the console URL it prints (with its token)
+        /// opens the console, signed in, and the demo office's lamps change within a minute.
+        @Test func demoConsoleURLOpensAndLampsChange() async throws {
+            let workDirectory = try TestEnvironment.makeTemporaryDirectory("demo-console")
+            let server = try await ServerProcess.start(in: workDirectory, demo: true)
+            do {
+                let line = try #require(
+                    server.output.split(separator: "\n").first { $0.contains("Open the console: ") },
+                    "busylamp demo printed no console URL:\n\(server.output)"
+                )
+                let url = String(line[line.range(of: "http://")!.lowerBound...]).trimmingCharacters(in: .whitespaces)
+                #expect(url.contains("#token="), "\(url)")
+                let browser = try await Browser.start(in: workDirectory)
+                defer { browser.stop() }
+                try await browser.open(url)
+                let first = try await browser.waitUntil("the demo office's lamps", within: .seconds(15)) {
+                    () async throws -> [String: String]? in
+                    let states = try await browser.lampStates()
+                    return states.count >= 4 ? states : nil
+                }
+                let changed = try await browser.waitUntil("a lamp of the demo office changing", within: .seconds(60)) {
+                    () async throws -> [String: String]? in
+                    let now = try await browser.lampStates()
+                    return now != first && !now.isEmpty ? now : nil
+                }
+                #expect(changed != first)
+                try await browser.screenshot(to: workDirectory.appendingPathComponent("console-demo.png"))
+            } catch {
+                _ = try? await server.stop()
+                throw error
+            }
+            #expect(try await server.stop() == .exited(0), "busylamp demo after SIGTERM:\n\(server.output)")
+            try? FileManager.default.removeItem(at: workDirectory)
+        }
+
         /// Where a screenshot goes: beside the server's files, and copied to the system's
         /// temporary directory so that a person can look at the last run.
         static func screenshotURL(_ name: String, _ server: ServerProcess) -> URL {
@@ -207,6 +242,20 @@ final class Browser: @unchecked Sendable {
         try await script(
             "return document.querySelector('.lamp[data-extension=\"\(extensionNumber)\"]')?.dataset.state ?? null"
         ) as? String
+    }
+
+    /// Every lamp's `data-state`, by extension.
+    func lampStates() async throws -> [String: String] {
+        let pairs =
+            try await script(
+                "return [...document.querySelectorAll('.lamp[data-extension]')].map(l => l.dataset.extension + '=' + l.dataset.state)"
+            ) as? [String] ?? []
+        var states: [String: String] = [:]
+        for pair in pairs {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { states[parts[0]] = parts[1] }
+        }
+        return states
     }
 
     func lampText(_ extensionNumber: String) async throws -> String {

@@ -76,5 +76,33 @@ extension EndToEnd {
                 )
             }
         }
+
+        /// A new platform domain reaches what was derived from it at start (issue 8): the host
+        /// names that mean this server and the digest realm. A phone of the new domain registers.
+        @Test func domainChangeReachesTheRealmAndHostNames() async throws {
+            try await withServer("reload-domain") { server in
+                let newDomain = "sip.renamed.test"
+                let edited = DirectoryFixture.yaml.replacingOccurrences(
+                    of: "domain: \(DirectoryFixture.domain)",
+                    with: "domain: \(newDomain)"
+                )
+                try #require(edited != DirectoryFixture.yaml)
+                let file = server.workDirectory.appendingPathComponent("directory.yaml")
+                try edited.write(to: file, atomically: true, encoding: .utf8)
+                server.process.signal(SIGHUP)
+                let reloaded = try await eventually(within: .seconds(5)) {
+                    server.output.contains("Directory reloaded")
+                }
+                #expect(reloaded, "\(server.output)")
+                let run = try await SIPpRun.run(
+                    "register",
+                    against: server,
+                    over: .udp,
+                    line: DirectoryFixture.alice,
+                    domain: newDomain
+                )
+                expectPass(run, "register at the new domain \(newDomain)", .udp, server)
+            }
+        }
     }
 }

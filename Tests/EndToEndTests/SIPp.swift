@@ -55,7 +55,8 @@ struct SIPpRun {
         name: String? = nil,
         extraArguments: [String] = [],
         keys: [String: String] = [:],
-        timeout: String = scenarioTimeout
+        timeout: String = scenarioTimeout,
+        domain: String = DirectoryFixture.domain
     ) async throws -> SIPpRun {
         let sipp = try TestEnvironment.sipp()
         let scenarioURL = TestEnvironment.scenario(scenario)
@@ -81,7 +82,7 @@ struct SIPpRun {
             "-timeout", timeout, "-timeout_error",
             "-recv_timeout", receiveTimeoutMilliseconds,
             "-nostdin",
-            "-set", "dom", DirectoryFixture.domain,
+            "-set", "dom", domain,
             "-s", line.number,
             "-au", line.number,
             "-ap", password ?? line.password,

@@ -24,7 +24,7 @@ public final class SIPTransport: @unchecked Sendable {
 
     /// Why bytes were dropped without an answer; each is counted in
     /// `busylamp_sip_dropped_total{reason}`.
-    public enum DropReason: String, Sendable {
+    public enum DropReason: String, Sendable, CaseIterable {
         case keepAliveDatagram = "keepalive_datagram"
         case socketError = "socket_error"
         case oversizedStream = "oversized_stream"
@@ -60,6 +60,13 @@ public final class SIPTransport: @unchecked Sendable {
     /// Connection ids are persisted with registrations; starting each process at a random
     /// point keeps an id from a previous run from naming a new, unrelated connection.
     private var nextConnectionID = UInt64.random(in: 1...(1 << 48))
+
+    /// One counter per drop reason, made once (not one per drop).
+    private let dropCounters: [DropReason: Counter] = Dictionary(
+        uniqueKeysWithValues: DropReason.allCases.map {
+            ($0, Counter(label: "busylamp_sip_dropped_total", dimensions: [("reason", $0.rawValue)]))
+        }
+    )
 
     public init(eventLoop: EventLoop, configuration: Configuration = Configuration(), logger: Logger) {
         self.eventLoop = eventLoop
@@ -255,6 +262,6 @@ public final class SIPTransport: @unchecked Sendable {
     }
 
     public func countDrop(_ reason: DropReason) {
-        Counter(label: "busylamp_sip_dropped_total", dimensions: [("reason", reason.rawValue)]).increment()
+        dropCounters[reason]?.increment()
     }
 }

@@ -605,6 +605,23 @@ extension EndToEnd {
             }
         }
 
+        /// An idle stream sends a heartbeat comment (every 15 s), so proxies and browsers keep it.
+        @Test func idleEventStreamSendsAHeartbeat() async throws {
+            try await Self.withAPIServer("api-heartbeat") { _, api in
+                let stream = try await api.events("/api/v1/accounts/acme/events")
+                #expect(try await stream.next(within: .seconds(5))?.event == "snapshot")
+                let clock = ContinuousClock()
+                let deadline = clock.now.advanced(by: .seconds(18))
+                while stream.commentCount == 0, clock.now < deadline {
+                    _ = try await stream.next(within: .milliseconds(500))
+                }
+                #expect(
+                    stream.commentCount >= 1,
+                    "no heartbeat within 18 s: \(String(decoding: stream.connection.received, as: UTF8.self).suffix(300).debugDescription)"
+                )
+            }
+        }
+
         /// `/metrics` is Prometheus text: every line a comment or `name{labels} value`, and the
         /// issue's metrics are there after some traffic; `/healthz` says the store and listeners.
         @Test func metricsAreParseablePrometheusText() async throws {

@@ -40,7 +40,17 @@ extension SIPServer {
         let routing = CallRouting(directory: directory)
         switch routing.route(request.uri, from: caller, isLocalHost: { self.isLocal(host: $0) }) {
         case .failure(let refusal):
-            countRefusal("INVITE", reason: refusal.code.rawValue)
+            countRefusal("INVITE", reason: refusal.code.snakeCase)
+            if case .line(let line) = caller {
+                recordRefusal(
+                    request,
+                    from: peer,
+                    line: line,
+                    status: refusal.statusCode,
+                    reason: refusal.reasonPhrase,
+                    code: refusal.code.snakeCase
+                )
+            }
             logger.debug(
                 "INVITE refused",
                 metadata: [

@@ -57,4 +57,9 @@ struct RefusalLogTests {
     func codesAreSnakeCase(_ code: SubscriptionAdmission.Refusal.Code, _ expected: String) {
         #expect(code.snakeCase == expected)
     }
+
+    @Test func callRefusalCodesAreSnakeCase() {
+        #expect(CallRouting.Refusal.Code.pickupTargetInAnotherGroup.snakeCase == "pickup_target_in_another_group")
+        #expect(CallRouting.Refusal.Code.noTrunk.snakeCase == "no_trunk")
+    }
 }

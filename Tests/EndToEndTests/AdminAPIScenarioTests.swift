@@ -560,6 +560,31 @@ extension EndToEnd {
             return (status, output)
         }
 
+        /// A refused call is in the account's refusals too, with its reason.
+        @Test func refusedCallIsInTheRefusals() async throws {
+            try await Self.withAPIServer("api-invite-refusal") { server, api in
+                let run = try await SIPpRun.run(
+                    "call_refused",
+                    against: server,
+                    over: .udp,
+                    line: Self.alice,
+                    keys: [
+                        "target": "299", "status": "404", "sdp_port": "6000",
+                        "extra_header": "X-Busylamp-Test: none",
+                    ]
+                )
+                expectPass(run, "call_refused 404 (Alice calls 299)", .udp, server)
+                let refusals =
+                    try await api.get("/api/v1/accounts/acme/refusals").json["refusals"] as? [[String: Any]] ?? []
+                let call = refusals.first { $0["method"] as? String == "INVITE" }
+                #expect(call?["status"] as? Int == 404 && call?["watcher"] as? String == "201", "\(refusals)")
+                #expect(
+                    call?["code"] as? String == "no_trunk",
+                    "299 is no extension, and the fixture has no trunk: \(refusals)"
+                )
+            }
+        }
+
         // MARK: Events and metrics
 
         /// The event stream: a snapshot, then one `lamp` event per change (a registration), a

@@ -88,11 +88,11 @@ public struct RefusalLog: Sendable {
     public var count: Int { rings.values.reduce(0) { $0 + $1.entries.count } }
 }
 
-extension SubscriptionAdmission.Refusal.Code {
-    /// The code as the admin API and metrics spell it (`otherGroup` → `other_group`).
-    public var snakeCase: String {
+extension Refusal {
+    /// An identifier as the admin API and metrics spell codes (`otherGroup` → `other_group`).
+    public static func snakeCase(_ identifier: String) -> String {
         var result = ""
-        for character in rawValue {
+        for character in identifier {
             if character.isUppercase {
                 result += "_" + character.lowercased()
             } else {
@@ -101,4 +101,14 @@ extension SubscriptionAdmission.Refusal.Code {
         }
         return result
     }
+}
+
+extension SubscriptionAdmission.Refusal.Code {
+    /// The code as the admin API and metrics spell it (`otherGroup` → `other_group`).
+    public var snakeCase: String { Refusal.snakeCase(rawValue) }
+}
+
+extension CallRouting.Refusal.Code {
+    /// The code as the admin API and metrics spell it (`unknownDestination` → `unknown_destination`).
+    public var snakeCase: String { Refusal.snakeCase(rawValue) }
 }

@@ -291,20 +291,7 @@ extension EndToEnd {
         /// NOTIFY (`rejected`) and her next SUBSCRIBE gets 403; presence on again: 200.
         @Test func presenceOffEndsTheSubscriptionAndOnLetsItBackIn() async throws {
             try await Self.withAPIServer("api-presence") { server, api in
-                let watcher = Task {
-                    try await SIPpRun.run(
-                        "watcher_until_rules_end_it",
-                        against: server,
-                        over: .udp,
-                        line: Self.alice,
-                        keys: ["target": Self.bob.extensionNumber, "reason": "rejected"]
-                    )
-                }
-                try await eventuallySubscribed(
-                    api,
-                    watcher: Self.alice.extensionNumber,
-                    target: Self.bob.extensionNumber
-                )
+                let watcher = try await aliceWatchesBob(server, api, until: "rejected")
                 let off = try await api.send(
                     "PATCH",
                     "/api/v1/accounts/acme/lines/\(Self.bob.extensionNumber)",
@@ -340,20 +327,7 @@ extension EndToEnd {
         /// The account-wide switch ends the account's subscriptions too.
         @Test func accountPresenceOffEndsTheSubscription() async throws {
             try await Self.withAPIServer("api-account-presence") { server, api in
-                let watcher = Task {
-                    try await SIPpRun.run(
-                        "watcher_until_rules_end_it",
-                        against: server,
-                        over: .udp,
-                        line: Self.alice,
-                        keys: ["target": Self.bob.extensionNumber, "reason": "rejected"]
-                    )
-                }
-                try await eventuallySubscribed(
-                    api,
-                    watcher: Self.alice.extensionNumber,
-                    target: Self.bob.extensionNumber
-                )
+                let watcher = try await aliceWatchesBob(server, api, until: "rejected")
                 let off = try await api.send("PATCH", "/api/v1/accounts/acme", json: #"{"presence": false}"#)
                 #expect(off.status == 200, "\(off)")
                 expectPass(try await watcher.value, "watcher ended by the account's presence off (API)", .udp, server)
@@ -379,20 +353,7 @@ extension EndToEnd {
             _ reason: String
         ) async throws {
             try await Self.withAPIServer("api-\(reason)") { server, api in
-                let watcher = Task {
-                    try await SIPpRun.run(
-                        "watcher_until_rules_end_it",
-                        against: server,
-                        over: .udp,
-                        line: Self.alice,
-                        keys: ["target": Self.bob.extensionNumber, "reason": reason]
-                    )
-                }
-                try await eventuallySubscribed(
-                    api,
-                    watcher: Self.alice.extensionNumber,
-                    target: Self.bob.extensionNumber
-                )
+                let watcher = try await aliceWatchesBob(server, api, until: reason)
                 let path = "/api/v1/accounts/acme/lines/\(extensionNumber)"
                 let response =
                     body.isEmpty ? try await api.request("DELETE", path) : try await api.send("PATCH", path, json: body)
@@ -410,20 +371,7 @@ extension EndToEnd {
         /// the diagnosis names the group and the address the refused attempt came from.
         @Test func groupChangeRefusesAndTheDiagnosisSaysWhy() async throws {
             try await Self.withAPIServer("api-group") { server, api in
-                let watcher = Task {
-                    try await SIPpRun.run(
-                        "watcher_until_rules_end_it",
-                        against: server,
-                        over: .udp,
-                        line: Self.alice,
-                        keys: ["target": Self.bob.extensionNumber, "reason": "rejected"]
-                    )
-                }
-                try await eventuallySubscribed(
-                    api,
-                    watcher: Self.alice.extensionNumber,
-                    target: Self.bob.extensionNumber
-                )
+                let watcher = try await aliceWatchesBob(server, api, until: "rejected")
                 let moved = try await api.send(
                     "PATCH",
                     "/api/v1/accounts/acme/lines/\(Self.bob.extensionNumber)",
@@ -694,6 +642,29 @@ extension EndToEnd {
         }
 
         // MARK: Helpers
+
+        /// Alice's BLF key on Bob (`watcher_until_rules_end_it`), started in the background and
+        /// returned once the server lists the subscription; it ends when a NOTIFY says
+        /// `terminated;reason=REASON`.
+        func aliceWatchesBob(
+            _ server: ServerProcess,
+            _ api: HTTPTestClient,
+            until reason: String
+        ) async throws
+            -> Task<SIPpRun, Error>
+        {
+            let watcher = Task {
+                try await SIPpRun.run(
+                    "watcher_until_rules_end_it",
+                    against: server,
+                    over: .udp,
+                    line: Self.alice,
+                    keys: ["target": Self.bob.extensionNumber, "reason": reason]
+                )
+            }
+            try await eventuallySubscribed(api, watcher: Self.alice.extensionNumber, target: Self.bob.extensionNumber)
+            return watcher
+        }
 
         /// Waits until the server lists `watcher`'s subscription to `target` (its 200 was sent).
         func eventuallySubscribed(_ api: HTTPTestClient, watcher: String, target: String) async throws {

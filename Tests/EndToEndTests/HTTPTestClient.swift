@@ -212,24 +212,7 @@ struct HTTPTestClient: Sendable {
         private(set) var closed = false
 
         init(port: Int) throws {
-            #if canImport(Glibc)
-            descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #else
-            descriptor = socket(AF_INET, SOCK_STREAM, 0)
-            #endif
-            guard descriptor >= 0 else { throw EndToEndFailure("socket(): errno \(errno)") }
-            var address = LoopbackSocket.loopback(port: port)
-            let result = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            guard result == 0 else {
-                let error = errno
-                close(descriptor)
-                throw EndToEndFailure("connect to 127.0.0.1:\(port): errno \(error)")
-            }
-            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+            descriptor = try LoopbackSocket.connectedDescriptor(.tcp, to: port)
         }
 
         deinit { close(descriptor) }

@@ -29,25 +29,7 @@ final class LoopbackSocket {
     /// A UDP socket "connected" to the server's UDP port, or a TCP connection to its TCP port.
     init(_ transport: Transport, to port: Int) throws {
         self.transport = transport
-        #if canImport(Glibc)
-        let type = Int32(transport == .udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue)
-        #else
-        let type = transport == .udp ? SOCK_DGRAM : SOCK_STREAM
-        #endif
-        descriptor = socket(AF_INET, type, 0)
-        guard descriptor >= 0 else { throw EndToEndFailure("socket(): errno \(errno)") }
-        var address = Self.loopback(port: port)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard result == 0 else {
-            let error = errno
-            close(descriptor)
-            throw EndToEndFailure("connect to 127.0.0.1:\(port) over \(transport): errno \(error)")
-        }
-        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        descriptor = try Self.connectedDescriptor(transport, to: port)
         if transport == .udp {
             // Room for the largest datagram the tests send.
             var size: Int32 = 256 * 1024
@@ -62,6 +44,31 @@ final class LoopbackSocket {
     }
 
     deinit { close(descriptor) }
+
+    /// A non-blocking socket connected to 127.0.0.1:`port` (UDP: "connected", TCP: the
+    /// connection is made).
+    static func connectedDescriptor(_ transport: Transport, to port: Int) throws -> Int32 {
+        #if canImport(Glibc)
+        let type = Int32(transport == .udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue)
+        #else
+        let type = transport == .udp ? SOCK_DGRAM : SOCK_STREAM
+        #endif
+        let descriptor = socket(AF_INET, type, 0)
+        guard descriptor >= 0 else { throw EndToEndFailure("socket(): errno \(errno)") }
+        var address = Self.loopback(port: port)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else {
+            let error = errno
+            close(descriptor)
+            throw EndToEndFailure("connect to 127.0.0.1:\(port) over \(transport): errno \(error)")
+        }
+        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+        return descriptor
+    }
 
     /// A UDP port on 127.0.0.1 that was free a moment ago (bound to 0, read, closed), for a
     /// client whose address must be known before it starts (SIPp's `-p`).

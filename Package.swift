@@ -118,7 +118,7 @@ let package = Package(
                 "AdminAPI", "BusyLampProvisioning",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPAuth", "SIPTransactions", "SIPTransportNIO",
+                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPAuth", "SIPCore", "SIPTransactions", "SIPTransportNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

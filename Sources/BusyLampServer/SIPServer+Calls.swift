@@ -220,11 +220,21 @@ struct CallTimerSlot: Hashable {
 extension SIPServer {
     /// Shows `dialog` on the lamps of line `number` as if a call had reported it, for
     /// `busylamp demo`'s simulated calls, so that a newcomer sees lamps change before any phone
-    /// calls. A line with a live registration is left alone: its real calls speak for it.
-    /// Returns `false` when the line was left alone.
-    public func simulate(_ dialog: LineDialog, onLine number: String) async -> Bool {
+    /// calls. The dialog is applied when the line has no live registration, or when every live
+    /// registration's `User-Agent` is `simulatedUserAgent` (the demo's own simulated phones,
+    /// which place no calls). A line with any other phone registered is left alone: its real
+    /// calls speak for it. A `terminated` dialog is always applied, so that a simulated call
+    /// never stays on a lamp. Returns `false` when the line was left alone.
+    public func simulate(
+        _ dialog: LineDialog,
+        onLine number: String,
+        simulatedUserAgent: String? = nil
+    ) async -> Bool {
         (try? await eventLoop.submit { [self] () -> Bool in
-            guard currentBindings(number: number).isEmpty || dialog.state == .terminated else { return false }
+            let onlySimulatedPhones = currentBindings(number: number).allSatisfy {
+                simulatedUserAgent != nil && $0.userAgent == simulatedUserAgent
+            }
+            guard onlySimulatedPhones || dialog.state == .terminated else { return false }
             changeLine(number, now: Date()) { $0.apply(dialog) }
             return true
         }.get()) ?? false

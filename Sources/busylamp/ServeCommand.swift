@@ -32,7 +32,7 @@ enum ServerLauncher {
     static func run(
         _ resolved: ServerOptions.Resolved,
         seed: Directory?,
-        extraServices: (SIPServer, Logger) -> [any Service] = { _, _ in [] },
+        extraServices: (SIPServer, [SIPTransportListenerDescription], Logger) -> [any Service] = { _, _, _ in [] },
         afterStart: (StartedAddresses) -> Void = { _ in }
     ) async throws {
         LoggingSystem.bootstrap { label in
@@ -123,10 +123,14 @@ enum ServerLauncher {
             httpBoundContinuation.finish()
         }
 
+        // A ServiceGroup shuts its services down one by one in reverse order. The admin server
+        // goes first, since Hummingbird ends it on SIGTERM by itself (shutting another service
+        // down before it would see it finish "unexpectedly"); the SIP server goes last, so that
+        // the extra services (the demo's phones) still reach it while they stop.
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: SIPServerService(server: server)), .init(service: admin)]
-                    + extraServices(server, logger).map { .init(service: $0) }
+                services: [.init(service: SIPServerService(server: server))]
+                    + extraServices(server, listeners, logger).map { .init(service: $0) }
                     + (fileImport.map { fileImport in
                         [
                             .init(
@@ -138,7 +142,8 @@ enum ServerLauncher {
                                 )
                             )
                         ]
-                    } ?? []),
+                    } ?? [])
+                    + [.init(service: admin)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

@@ -75,10 +75,16 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// JSON responses with one encoder configuration (snake_case keys are spelled by the types).
 enum JSONBody {
-    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    /// One configuration for every body and event (JSONEncoder is safe to share: it keeps no
+    /// state between calls).
+    static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let data = try encoder.encode(value)
         return Response(
             status: status,

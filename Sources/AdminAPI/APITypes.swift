@@ -66,7 +66,7 @@ enum API {
             name = line.name
             group = line.group
             presence = line.presence
-            let (effective, source) = SubscriptionDiagnosis.presenceSetting(of: line, in: directory)
+            let (effective, source) = directory.presenceSetting(of: line)
             presence_effective = effective
             presence_source = source.rawValue
         }

@@ -151,10 +151,7 @@ extension AdminServer {
     }
 
     static func frame(event: String, id: String, data: some Encodable) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.sortedKeys]
-        let json = String(decoding: try encoder.encode(data), as: UTF8.self)
+        let json = String(decoding: try JSONBody.encoder.encode(data), as: UTF8.self)
         // JSON from the encoder has no raw newlines, so one `data:` line carries it.
         return "event: \(event)\nid: \(id)\ndata: \(json)\n\n"
     }

@@ -39,24 +39,19 @@ final class BearerTokenGuard: Sendable {
     /// Judges the `presented` token (nil: none sent) from `address` at `now`.
     func check(presented: String?, from address: String, now: Date = Date()) -> Verdict {
         guard let tokenDigest else { return .noTokenConfigured }
-        let current = failures.withLock { table -> (count: Int, windowStart: Date)? in
-            guard let entry = table[address] else { return nil }
-            if now.timeIntervalSince(entry.windowStart) > Self.window {
-                table[address] = nil
-                return nil
-            }
-            return entry
-        }
-        if let current, current.count >= Self.lockAfter {
-            let retry = Int((Self.window - now.timeIntervalSince(current.windowStart)).rounded(.up))
-            return .locked(retryAfter: max(1, retry))
-        }
         // Compared as digests, in constant time: the token's length and prefix leak nothing.
-        if let presented, Self.constantTimeEqual(Array(SHA256.hash(data: Data(presented.utf8))), tokenDigest) {
-            return .allowed
-        }
-        failureCounter.increment()
-        let count = failures.withLock { table -> Int in
+        let matches =
+            presented.map { Self.constantTimeEqual(Array(SHA256.hash(data: Data($0.utf8))), tokenDigest) } ?? false
+        // One lock: the window's expiry, the lock-out check and the count of this failure.
+        let outcome = failures.withLock { table -> Verdict in
+            if let entry = table[address], now.timeIntervalSince(entry.windowStart) > Self.window {
+                table[address] = nil
+            }
+            if let entry = table[address], entry.count >= Self.lockAfter {
+                let retry = Int((Self.window - now.timeIntervalSince(entry.windowStart)).rounded(.up))
+                return .locked(retryAfter: max(1, retry))
+            }
+            if matches { return .allowed }
             if table.count >= Self.maximumTrackedAddresses, table[address] == nil,
                 let oldest = table.min(by: { $0.value.windowStart < $1.value.windowStart })?.key
             {
@@ -65,9 +60,10 @@ final class BearerTokenGuard: Sendable {
             var entry = table[address] ?? (0, now)
             entry.count += 1
             table[address] = entry
-            return entry.count
+            return .wrongToken(slowDown: entry.count > Self.slowDownAfter)
         }
-        return .wrongToken(slowDown: count > Self.slowDownAfter)
+        if case .wrongToken = outcome { failureCounter.increment() }
+        return outcome
     }
 
     private static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {

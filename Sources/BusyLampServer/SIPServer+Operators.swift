@@ -106,24 +106,24 @@ extension SIPServer {
         reason: String,
         code: String
     ) {
-        let user = line ?? request.from?.uri.user.flatMap { directory.line(number: $0) }
-        guard let accountID = user?.accountID ?? nil else { return }
+        guard let user = line ?? request.from?.uri.user.flatMap({ directory.line(number: $0) }) else { return }
         let targetUser = request.uri.user ?? ""
         let target =
             request.method == .subscribe
-            ? (directory.line(dialed: targetUser, accountID: accountID)?.extensionNumber ?? targetUser) : targetUser
+            ? (directory.line(dialed: targetUser, accountID: user.accountID)?.extensionNumber ?? targetUser)
+            : targetUser
         refusalLog.record(
             Refusal(
                 time: Date(),
                 method: request.method.rawValue,
                 source: source,
-                watcher: user?.extensionNumber ?? request.from?.uri.user ?? "",
+                watcher: user.extensionNumber,
                 target: target,
                 statusCode: status,
                 reasonPhrase: reason,
                 code: code
             ),
-            accountID: accountID
+            accountID: user.accountID
         )
     }
 

@@ -84,12 +84,20 @@ public struct Directory: Sendable, Hashable {
         trunks.first { $0.matches(peer) }
     }
 
-    /// Whether `line` shows presence: its own setting, else its account's, else the platform's.
-    public func showsPresence(_ line: Line) -> Bool {
-        if let presence = line.presence { return presence }
-        if let presence = account(id: line.accountID)?.presence { return presence }
-        return platform.presenceDefault
+    /// Where a line's effective presence setting comes from (PRODUCT.md rule 2).
+    public enum PresenceSource: String, Sendable, Hashable {
+        case line, account, platform
     }
+
+    /// `line`'s presence: its own setting, else its account's, else the platform's, and which.
+    public func presenceSetting(of line: Line) -> (value: Bool, source: PresenceSource) {
+        if let presence = line.presence { return (presence, .line) }
+        if let presence = account(id: line.accountID)?.presence { return (presence, .account) }
+        return (platform.presenceDefault, .platform)
+    }
+
+    /// Whether `line` shows presence.
+    public func showsPresence(_ line: Line) -> Bool { presenceSetting(of: line).value }
 
     // MARK: Changes (used by stores that keep a Directory in memory, and by tests)
 

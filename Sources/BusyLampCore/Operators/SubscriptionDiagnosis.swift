@@ -28,10 +28,7 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
         case targetRegistered = "target_registered"
     }
 
-    /// Where a line's effective presence setting comes from (PRODUCT.md rule 2).
-    public enum PresenceSource: String, Sendable, Hashable {
-        case line, account, platform
-    }
+    public typealias PresenceSource = Directory.PresenceSource
 
     public struct Rule: Sendable, Hashable {
         public var name: RuleName
@@ -58,14 +55,6 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
     public var recentRefusals: [Refusal]
 
     public var isAccepted: Bool { refusalStatus == nil }
-
-    /// Where `line`'s effective presence comes from and what it is.
-    public static func presenceSetting(of line: Line, in directory: Directory) -> (value: Bool, source: PresenceSource)
-    {
-        if let presence = line.presence { return (presence, .line) }
-        if let presence = directory.account(id: line.accountID)?.presence { return (presence, .account) }
-        return (directory.platform.presenceDefault, .platform)
-    }
 
     /// - Parameters:
     ///   - registeredSourceHosts: the source addresses of a line's live registrations, by
@@ -157,7 +146,7 @@ public struct SubscriptionDiagnosis: Sendable, Hashable {
                 )
             }
             // Rule 2, presence.
-            let (presence, source) = presenceSetting(of: target, in: directory)
+            let (presence, source) = directory.presenceSetting(of: target)
             let sourceWords: String
             switch source {
             case .line: sourceWords = "set on the line"

@@ -201,3 +201,8 @@ public struct AdminServer: Service {
         )
     }
 }
+
+extension AdminServer: CustomStringConvertible {
+    /// What logs show of the service (ServiceLifecycle prints it): never the token.
+    public var description: String { "AdminServer(http \(configuration.host):\(configuration.port))" }
+}

@@ -9,9 +9,11 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "busylamp", targets: ["busylamp"]),
+        .executable(name: "busylamp-load", targets: ["busylamp-load"]),
         .library(name: "SIPCore", targets: ["SIPCore"]),
         .library(name: "SIPTransactions", targets: ["SIPTransactions"]),
         .library(name: "SIPAuth", targets: ["SIPAuth"]),
+        .library(name: "BusyLampCore", targets: ["BusyLampCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -26,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // The load tool only (busylamp-load).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // MARK: SIP stack (no event loops: values and state machines only)
@@ -126,6 +130,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // MARK: The load tool: thousands of simulated phones against any SIP server (issue 10)
+        .executableTarget(
+            name: "busylamp-load",
+            dependencies: [
+                "SIPCore", "SIPAuth",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
         ),

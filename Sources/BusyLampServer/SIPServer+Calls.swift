@@ -159,22 +159,15 @@ extension SIPServer {
             case .send(let request, let branch, let peer):
                 sendCallRequest(request, branch: branch, to: peer)
             case .startTimer(let timer, let duration):
-                let slot = CallTimerSlot(callID: action.callID, timer: timer)
-                callTimers[slot]?.cancel()
-                callTimers[slot] = eventLoop.scheduleTask(in: TimeAmount(duration)) { [self] in
-                    callTimers[slot] = nil
-                    execute(b2bua.timerFired(timer, callID: slot.callID))
-                }
+                timers.arm(timer, forCall: action.callID, after: duration)
             case .cancelTimer(let timer):
-                callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
+                timers.cancel(timer, forCall: action.callID)
             case .lineChanged(let number, let dialog):
                 changeLine(number, now: Date()) { $0.apply(dialog) }
             case .ended:
                 metrics.callsEnded.increment()
                 logger.debug("Call ended", metadata: [LogKey.callID: "\(action.callID)"])
-                for timer in CallTimer.allCases {
-                    callTimers.removeValue(forKey: CallTimerSlot(callID: action.callID, timer: timer))?.cancel()
-                }
+                timers.cancelAll(forCall: action.callID)
             }
         }
     }
@@ -210,11 +203,6 @@ extension SIPServer {
 }
 
 /// One timer of one call.
-struct CallTimerSlot: Hashable {
-    var callID: String
-    var timer: CallTimer
-}
-
 // MARK: - The demo's simulated calls
 
 extension SIPServer {

@@ -48,6 +48,8 @@ public final class SIPServer: @unchecked Sendable {
         public var expiryJitterFraction: Double = 0.05
         /// No answer in this time: the callee's phones get CANCEL and the caller 480.
         public var ringTimeout: Duration = .seconds(60)
+        /// The resolution of every SIP and call timer (one tick of the timing wheel).
+        public var timerTick: Duration = .milliseconds(4)
         public init() {}
     }
 
@@ -68,7 +70,10 @@ public final class SIPServer: @unchecked Sendable {
     let capabilities = ServerCapabilities.blfAndCalls
     /// The flow each server transaction's request came over: its responses go back along it.
     var inboundFlows: [TransactionKey: SIPFlow] = [:]
-    private var timers: [TimerSlot: Scheduled<Void>] = [:]
+    /// Every SIP and call timer, on one wheel that one repeating task turns (``ServerTimers``).
+    var timers: ServerTimers
+    /// When the wheel's tick 0 was: its clock is the time since.
+    private var timersEpoch = NIODeadline.now()
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
     private var sweepTasks: [RepeatedTask] = []
@@ -100,12 +105,6 @@ public final class SIPServer: @unchecked Sendable {
     var b2bua: B2BUAStateMachine
     /// The client transactions calls sent, and the branch each call knows them by.
     var callTransactions: [TransactionKey: String] = [:]
-    var callTimers: [CallTimerSlot: Scheduled<Void>] = [:]
-
-    private struct TimerSlot: Hashable {
-        var key: TransactionKey
-        var timer: TransactionTimer
-    }
 
     public init(
         eventLoop: EventLoop,
@@ -133,6 +132,7 @@ public final class SIPServer: @unchecked Sendable {
         callSettings.timers = configuration.timers
         self.b2bua = B2BUAStateMachine(settings: callSettings)
         self.parser = SIPParser(limits: configuration.transport.parserLimits)
+        self.timers = ServerTimers(tick: configuration.timerTick)
         self.transport = SIPTransport(eventLoop: eventLoop, configuration: configuration.transport, logger: logger)
         self.storeThread = NIOThreadPool(numberOfThreads: 1)
         self.authenticator = DigestAuthenticator(
@@ -165,7 +165,12 @@ public final class SIPServer: @unchecked Sendable {
         try await eventLoop.submit {
             self.localHosts = hosts
             self.boundListeners = listeners
+            self.timersEpoch = .now()
             self.sweepTasks = [
+                self.eventLoop.scheduleRepeatedTask(
+                    initialDelay: TimeAmount(self.timers.tick),
+                    delay: TimeAmount(self.timers.tick)
+                ) { _ in self.fireDueTimers() },
                 self.eventLoop.scheduleRepeatedTask(
                     initialDelay: .seconds(1),
                     delay: self.configuration.bindingSweepInterval
@@ -313,14 +318,9 @@ public final class SIPServer: @unchecked Sendable {
                 )
             }
         case .startTimer(let timer, let duration):
-            let slot = TimerSlot(key: key, timer: timer)
-            timers[slot]?.cancel()
-            timers[slot] = eventLoop.scheduleTask(in: TimeAmount(duration)) { [self] in
-                self.timers[slot] = nil
-                self.execute(self.transactions.timerFired(timer, for: key), flow: self.inboundFlows[key])
-            }
+            timers.arm(timer, for: key, after: duration)
         case .cancelTimer(let timer):
-            timers.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
+            timers.cancel(timer, for: key)
         case .timeout, .transportError:
             logger.debug("Transaction failed", metadata: [LogKey.transaction: "\(key)", LogKey.event: "\(action)"])
             // RFC 3261 §8.1.3.1: a timeout counts as 408, a transport failure as 503.
@@ -333,8 +333,21 @@ public final class SIPServer: @unchecked Sendable {
             inboundFlows[key] = nil
             notifyTransactions[key] = nil
             callTransactions[key] = nil
-            for timer in TransactionTimer.allCases {
-                timers.removeValue(forKey: TimerSlot(key: key, timer: timer))?.cancel()
+            timers.cancelAll(for: key)
+        }
+    }
+
+    /// The wheel's tick: every timer now due goes back to the machine that armed it.
+    private func fireDueTimers() {
+        let elapsed = NIODeadline.now() - timersEpoch
+        let tick = max(1, TimeAmount(timers.tick).nanoseconds)
+        timers.advance(to: UInt64(max(0, elapsed.nanoseconds / tick)))
+        while let timer = timers.nextDue() {
+            switch timer {
+            case .transaction(let key, let kind):
+                execute(transactions.timerFired(kind, for: key), flow: inboundFlows[key])
+            case .call(let callID, let kind):
+                execute(b2bua.timerFired(kind, callID: callID))
             }
         }
     }

@@ -369,7 +369,7 @@ final class LoadShard: @unchecked Sendable {
     private func sendRequest(_ index: Int, challenge: (ClientChallenge, proxy: Bool)?) {
         let flow = flows[index]
         let phone = user(of: flow)
-        let local = locals[socket]
+        let local = locals[Int(flow.socket)]
         let method: StaticString
         let requestURI: String
         var fixed = ""

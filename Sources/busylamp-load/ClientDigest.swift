@@ -12,44 +12,16 @@ struct ClientChallenge: Sendable, Hashable {
     /// Whether the server offered `qop=auth`; without it the RFC 2069 form is used.
     var qopAuth: Bool
 
-    /// Parses `Digest realm="…", nonce="…", opaque="…", algorithm=MD5, qop="auth,auth-int"`.
+    /// RFC 7616 §3.3: the previous request's nonce had expired; authenticate again.
+    var stale = false
+
+    /// Parses `Digest realm="…", nonce="…", opaque="…", algorithm=MD5, qop="auth,auth-int"`
+    /// over its UTF-8 bytes (a challenge a subscription: no Foundation on this path).
     /// Returns nil for another scheme, a missing realm or nonce, or an unknown algorithm.
     init?(headerValue: String) {
-        var bytes = Substring(headerValue)
-        while bytes.first == " " { bytes.removeFirst() }
-        guard bytes.prefix(7).lowercased() == "digest " else { return nil }
-        bytes = bytes.dropFirst(7)
         var parameters: [String: String] = [:]
-        while !bytes.isEmpty {
-            while let first = bytes.first, first == " " || first == "," || first == "\t" { bytes.removeFirst() }
-            guard let equals = bytes.firstIndex(of: "=") else { break }
-            let name = bytes[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
-            bytes = bytes[bytes.index(after: equals)...]
-            while bytes.first == " " { bytes.removeFirst() }
-            var value = ""
-            if bytes.first == "\"" {
-                bytes.removeFirst()
-                var escaped = false
-                while let character = bytes.first {
-                    bytes.removeFirst()
-                    if escaped {
-                        value.append(character)
-                        escaped = false
-                    } else if character == "\\" {
-                        escaped = true
-                    } else if character == "\"" {
-                        break
-                    } else {
-                        value.append(character)
-                    }
-                }
-            } else {
-                let end = bytes.firstIndex(of: ",") ?? bytes.endIndex
-                value = bytes[..<end].trimmingCharacters(in: .whitespaces)
-                bytes = bytes[end...]
-            }
-            parameters[name] = value
-        }
+        let parsed = headerValue.utf8.withContiguousStorageIfAvailable { Self.parameters(of: $0, into: &parameters) }
+        guard parsed ?? Self.parameters(of: Array(headerValue.utf8), into: &parameters) else { return nil }
         guard let realm = parameters["realm"], let nonce = parameters["nonce"] else { return nil }
         let algorithm = parameters["algorithm"].map { DigestAlgorithm(parameterValue: $0) } ?? .md5
         guard let algorithm else { return nil }
@@ -58,10 +30,57 @@ struct ClientChallenge: Sendable, Hashable {
         self.opaque = parameters["opaque"]
         self.algorithm = algorithm
         self.qopAuth =
-            parameters["qop"].map {
-                $0.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "auth" }
+            parameters["qop"].map { $0.split(separator: ",").contains { $0.lowercased() == "auth" } } ?? false
+        self.stale = parameters["stale"]?.lowercased() == "true"
+    }
+
+    /// `Digest` then `name=value` or `name="quoted"` pairs, names lower-cased; false when the
+    /// scheme is not Digest.
+    private static func parameters(
+        of bytes: some RandomAccessCollection<UInt8>,
+        into parameters: inout [String: String]
+    )
+        -> Bool
+    {
+        let space = UInt8(ascii: " ")
+        let tab = UInt8(ascii: "\t")
+        let comma = UInt8(ascii: ",")
+        let quote = UInt8(ascii: "\"")
+        var index = bytes.startIndex
+        func skip(_ set: (UInt8) -> Bool) {
+            while index < bytes.endIndex, set(bytes[index]) { index = bytes.index(after: index) }
+        }
+        skip { $0 == space || $0 == tab }
+        let schemeStart = index
+        skip { $0 != space && $0 != tab }
+        guard String(decoding: bytes[schemeStart..<index], as: UTF8.self).lowercased() == "digest" else { return false }
+        while index < bytes.endIndex {
+            skip { $0 == space || $0 == tab || $0 == comma }
+            let nameStart = index
+            skip { $0 != UInt8(ascii: "=") && $0 != space && $0 != comma }
+            let name = String(decoding: bytes[nameStart..<index], as: UTF8.self).lowercased()
+            skip { $0 == space || $0 == tab }
+            guard index < bytes.endIndex, bytes[index] == UInt8(ascii: "=") else { break }
+            index = bytes.index(after: index)
+            skip { $0 == space || $0 == tab }
+            var value: [UInt8] = []
+            if index < bytes.endIndex, bytes[index] == quote {
+                index = bytes.index(after: index)
+                while index < bytes.endIndex, bytes[index] != quote {
+                    if bytes[index] == UInt8(ascii: "\\") { index = bytes.index(after: index) }
+                    if index < bytes.endIndex { value.append(bytes[index]) }
+                    index = bytes.index(after: index)
+                }
+                if index < bytes.endIndex { index = bytes.index(after: index) }
+            } else {
+                while index < bytes.endIndex, bytes[index] != comma, bytes[index] != space, bytes[index] != tab {
+                    value.append(bytes[index])
+                    index = bytes.index(after: index)
+                }
             }
-            ?? false
+            if !name.isEmpty { parameters[name] = String(decoding: value, as: UTF8.self) }
+        }
+        return true
     }
 
     init(realm: String, nonce: String, opaque: String? = nil, algorithm: DigestAlgorithm = .md5, qopAuth: Bool) {

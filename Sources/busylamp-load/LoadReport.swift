@@ -174,16 +174,16 @@ struct LoadReport: Codable {
             lines.append("    lamp        delivered/expected   p50 ms   p99 ms   max ms   last-watcher median ms")
             for (name, lamp) in [("early", fanout.early), ("confirmed", fanout.confirmed), ("idle", fanout.idle)] {
                 lines.append(
-                    String(
-                        format: "    %-10@  %9d/%-9d  %7.2f  %7.2f  %7.2f  %9.2f",
-                        name as NSString,
-                        lamp.delivered,
-                        lamp.expected,
-                        lamp.p50_ms,
-                        lamp.p99_ms,
-                        lamp.max_ms,
-                        lamp.last_median_ms
-                    )
+                    "    " + name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                        + String(
+                            format: "  %9d/%-9d  %7.2f  %7.2f  %7.2f  %9.2f",
+                            lamp.delivered,
+                            lamp.expected,
+                            lamp.p50_ms,
+                            lamp.p99_ms,
+                            lamp.max_ms,
+                            lamp.last_median_ms
+                        )
                 )
             }
             lines.append("    NOTIFYs received during the run: \(fanout.notifies_received)")
@@ -214,16 +214,16 @@ struct LoadReport: Codable {
             for metric in Metric.allCases {
                 guard let latency = flows.latency_ms[metric.name] else { continue }
                 lines.append(
-                    String(
-                        format: "    %-22@ %7llu  %7.2f  %7.2f  %7.2f  %7.2f  %7.2f",
-                        metric.name as NSString,
-                        latency.count,
-                        latency.p50_ms,
-                        latency.p90_ms,
-                        latency.p99_ms,
-                        latency.p99_9_ms,
-                        latency.max_ms
-                    )
+                    "    " + metric.name.padding(toLength: 22, withPad: " ", startingAt: 0)
+                        + String(
+                            format: " %7llu  %7.2f  %7.2f  %7.2f  %7.2f  %7.2f",
+                            latency.count,
+                            latency.p50_ms,
+                            latency.p90_ms,
+                            latency.p99_ms,
+                            latency.p99_9_ms,
+                            latency.max_ms
+                        )
                 )
             }
         }

@@ -712,7 +712,7 @@ final class LoadShard: @unchecked Sendable {
             let value = response.headers[proxy ? .proxyAuthenticate : .wwwAuthenticate],
             let challenge = ClientChallenge(headerValue: value)
         else { return false }
-        let stale = value.lowercased().contains("stale=true")
+        let stale = challenge.stale
         guard flows[index].authAttempts == 0 || (stale && flows[index].authAttempts < 3) else { return false }
         flows[index].authAttempts += 1
         if isSetup(flows[index].kind) { setup[.challenges] += 1 } else { stats[.challenges] += 1 }

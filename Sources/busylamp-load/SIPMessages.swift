@@ -100,28 +100,21 @@ enum SIPMessages {
         buffer.writeStaticString(" ")
         buffer.writeString(reason)
         buffer.writeStaticString("\r\n")
-        for field in request.headers {
-            switch field.name {
-            case .via, .from, .callID, .cseq:
-                break
-            case .recordRoute where copyRecordRoute:
-                break
-            case .to:
-                buffer.writeStaticString("To: ")
-                buffer.writeString(field.value)
-                if let toTag, !field.value.contains(";tag=") {
-                    buffer.writeStaticString(";tag=")
-                    buffer.writeString(toTag)
-                }
-                buffer.writeStaticString("\r\n")
-                continue
-            default:
-                continue
-            }
-            buffer.writeString(field.name.canonical)
-            buffer.writeStaticString(": ")
-            buffer.writeString(field.value)
-            buffer.writeStaticString("\r\n")
+        // only the fields copied are read: each read makes a String
+        for via in request.headers.values(.via) { header(&buffer, "Via: ", via) }
+        header(&buffer, "From: ", request.headers[.from] ?? "")
+        buffer.writeStaticString("To: ")
+        let to = request.headers[.to] ?? ""
+        buffer.writeString(to)
+        if let toTag, !to.contains(";tag=") {
+            buffer.writeStaticString(";tag=")
+            buffer.writeString(toTag)
+        }
+        buffer.writeStaticString("\r\n")
+        header(&buffer, "Call-ID: ", request.headers[.callID] ?? "")
+        header(&buffer, "CSeq: ", request.headers[.cseq] ?? "")
+        if copyRecordRoute {
+            for route in request.headers.values(.recordRoute) { header(&buffer, "Record-Route: ", route) }
         }
         if let contact {
             buffer.writeStaticString("Contact: ")
@@ -137,6 +130,12 @@ enum SIPMessages {
             buffer.writeStaticString("Content-Length: 0\r\n\r\n")
         }
         return buffer
+    }
+
+    private static func header(_ buffer: inout ByteBuffer, _ name: StaticString, _ value: String) {
+        buffer.writeStaticString(name)
+        buffer.writeString(value)
+        buffer.writeStaticString("\r\n")
     }
 
     /// An SDP offer or answer for one PCMU audio stream on a port nobody listens to: the tool

@@ -164,7 +164,7 @@ let package = Package(
         .testTarget(name: "BusyLampStoreTests", dependencies: ["BusyLampStore"]),
         .testTarget(name: "BusyLampProvisioningTests", dependencies: ["BusyLampProvisioning", "BusyLampCore"]),
         .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "BusyLampCore"]),
-        .testTarget(name: "BusyLampServerTests", dependencies: ["BusyLampServer", "BusyLampCore"]),
+        .testTarget(name: "BusyLampServerTests", dependencies: ["BusyLampServer", "BusyLampCore", "SIPCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -90,7 +90,10 @@ public struct AdminServer: Service {
             },
             logger: logger
         )
-        try await application.runService()
+        // `run`, not `runService`: the latter installs its own SIGTERM handler and ends the
+        // HTTP server by itself, which the process's ServiceGroup, racing it to the same
+        // signal, sometimes saw as this service finishing unexpectedly (exit status 1).
+        try await application.run()
     }
 
     func makeRouter() -> Router<AdminRequestContext> {

@@ -8,7 +8,7 @@ import SIPTransportNIO
 /// Calls: INVITEs are identified (a trunk by its address, a line by digest with 407), routed
 /// (``CallRouting``), and carried by the B2BUA (``B2BUAStateMachine``); its actions are carried
 /// out here, and every line dialog it reports feeds the notifier, so the lamps follow the calls.
-extension SIPServer {
+extension SIPShard {
     // MARK: Requests
 
     func handleInvite(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
@@ -205,7 +205,7 @@ extension SIPServer {
 /// One timer of one call.
 // MARK: - The demo's simulated calls
 
-extension SIPServer {
+extension SIPShard {
     /// Shows `dialog` on the lamps of line `number` as if a call had reported it, for
     /// `busylamp demo`'s simulated calls, so that a newcomer sees lamps change before any phone
     /// calls. The dialog is applied when the line has no live registration, or when every live
@@ -213,7 +213,7 @@ extension SIPServer {
     /// which place no calls). A line with any other phone registered is left alone: its real
     /// calls speak for it. A `terminated` dialog is always applied, so that a simulated call
     /// never stays on a lamp. Returns `false` when the line was left alone.
-    public func simulate(
+    func simulate(
         _ dialog: LineDialog,
         onLine number: String,
         simulatedUserAgent: String? = nil

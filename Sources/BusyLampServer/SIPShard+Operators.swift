@@ -39,11 +39,12 @@ public struct AccountLiveState: Sendable {
     }
 }
 
-extension SIPServer {
+extension SIPShard {
     // MARK: The query seam
 
-    /// The live state of one account, or `nil` when the directory has no such account.
-    public func liveState(accountID: String) async -> AccountLiveState? {
+    /// The live state of one account as this shard sees it (its own subscriptions and
+    /// refusals), or `nil` when the directory has no such account. ``SIPServer`` merges the shards'.
+    func liveState(accountID: String) async -> AccountLiveState? {
         try? await eventLoop.submit { [self] () -> AccountLiveState? in
             guard directory.account(id: accountID) != nil else { return nil }
             let lines = directory.lines(accountID: accountID)
@@ -66,32 +67,58 @@ extension SIPServer {
 
     /// Applies a changed directory and returns once live traffic is judged by it (the admin
     /// API answers only then, so that a client's next SIP request meets the new rules).
-    public func applyDirectory(_ newDirectory: Directory) async {
+    func applyDirectory(_ newDirectory: Directory) async {
         directoryChanged(newDirectory)
         // `directoryChanged` queues its work on the loop; this runs after it.
         try? await eventLoop.submit {}.get()
     }
 
     /// How many SIP listeners are bound and serving (`/healthz`).
-    public func boundListenerCount() async -> Int {
+    func boundListenerCount() async -> Int {
         (try? await eventLoop.submit { self.transport.listeners.count }.get()) ?? 0
     }
 
     // MARK: Line changes
 
     /// Changes line `number`'s state through the notifier (its watchers hear of it) and, when
-    /// anything changed, publishes the new state on ``lineStateFeed``. Every line change of the
-    /// server goes through here: calls, registrations, the demo.
-    func changeLine(_ number: String, now: Date, _ change: (inout LineState) -> Void) {
+    /// anything changed, publishes the new state on ``lineStateFeed`` and sends it (with the
+    /// line's bindings when they changed) to every other shard. Every line change of the server
+    /// goes through here, on the line owner: calls, registrations, the demo.
+    func changeLine(
+        _ number: String,
+        now: Date,
+        bindingsChanged: Bool = false,
+        _ change: (inout LineState) -> Void
+    ) {
         let before = notifier.lineState(number: number)
         let changedAt = NIODeadline.now()
         let actions = notifier.updateLine(number, now: now, change)
         let after = notifier.lineState(number: number)
+        if after != before || bindingsChanged {
+            let bindings = liveBindings[number]
+            for shard in shards where shard !== self {
+                shard.eventLoop.execute {
+                    shard.replicate(line: number, state: after, bindings: bindings, now: now, changedAt: changedAt)
+                }
+            }
+        }
         if after != before, let line = directory.line(number: number) {
             lineStateFeed.publish(line: line, state: after, time: now)
             metrics.lineChanges.increment()
         }
         execute(actions, lineChangedAt: changedAt)
+    }
+
+    /// A line change from the line owner: this shard's watchers of the line hear of it.
+    private func replicate(
+        line number: String,
+        state: LineState,
+        bindings: [Binding]?,
+        now: Date,
+        changedAt: NIODeadline
+    ) {
+        liveBindings[number] = bindings
+        execute(notifier.updateLine(number, now: now) { $0 = state }, lineChangedAt: changedAt)
     }
 
     // MARK: Refusals for the operator

@@ -9,7 +9,7 @@ import SIPTransportNIO
 /// REGISTER (RFC 3261 §10.3), digest authentication of every request a line sends, and the
 /// registration half of the line state (a line is registered while it has a live binding:
 /// PIDF open or closed).
-extension SIPServer {
+extension SIPShard {
     /// The line that signed `request`, or `nil` after answering it with a challenge (401) or
     /// a 400 for unreadable credentials.
     /// Who asks for credentials: a registrar or notifier as the user agent server (401 with
@@ -151,10 +151,11 @@ extension SIPServer {
 
     /// The AOR's live bindings are now `bindings`: its registered state (and the addresses
     /// `same_network_only` accepts) follow, and its watchers hear of a change.
+    /// On the line owner only; the other shards get the bindings with the line change.
     func bindingsChanged(aor: String, to bindings: [Binding], now: Date) {
         let live = bindings.filter { $0.expiresAt > now }
         liveBindings[aor] = live.isEmpty ? nil : live
-        changeLine(aor, now: now) { $0.setRegistered(!live.isEmpty) }
+        changeLine(aor, now: now, bindingsChanged: true) { $0.setRegistered(!live.isEmpty) }
     }
 
     /// The line's bindings that have not expired: where its calls ring.
@@ -170,9 +171,15 @@ extension SIPServer {
 
     /// Lines whose last binding just expired become unregistered (called every second, with
     /// the subscription sweep, so that PIDF turns `closed` on time).
+    /// A replica only drops them: the line owner's change, with the new state, follows.
     func expireLiveBindings(now: Date) {
         for (aor, bindings) in liveBindings where bindings.contains(where: { $0.expiresAt <= now }) {
-            bindingsChanged(aor: aor, to: bindings, now: now)
+            if ownsLines {
+                bindingsChanged(aor: aor, to: bindings, now: now)
+            } else {
+                let live = bindings.filter { $0.expiresAt > now }
+                liveBindings[aor] = live.isEmpty ? nil : live
+            }
         }
     }
 

@@ -20,7 +20,7 @@ import SIPTransportNIO
 /// later CSeq and version moves are written in batches (`subscriptionWriteDelay`); a restore
 /// jumps both forward by `NotifierStateMachine.Settings.restartSequenceMargin`, so a crash
 /// between two batches never makes them go backwards.
-extension SIPServer {
+extension SIPShard {
     func handleSubscribe(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
         guard let watcher = authenticatedLine(request, key: key) else { return }
         let source = SIPPeer(flow)
@@ -121,7 +121,8 @@ extension SIPServer {
                 "Subscribed",
                 metadata: [
                     LogKey.subscriptionID: "\(subscription.id)", LogKey.line: "\(subscription.targetNumber)",
-                    LogKey.subscriptionWatcher: "\(watcher.number)", LogKey.subscriptionEvent: "\(accepted.event.rawValue)",
+                    LogKey.subscriptionWatcher: "\(watcher.number)",
+                    LogKey.subscriptionEvent: "\(accepted.event.rawValue)",
                 ]
             )
             execute(notifier.add(subscription, now: Date()))
@@ -217,7 +218,12 @@ extension SIPServer {
     /// The 200 of an accepted SUBSCRIBE: the granted Expires and our Contact, the target of the
     /// phone's refreshes (RFC 6665 §4.2.1.1). A refresh keeps its dialog's To tag.
     private func acceptance(of request: SIPRequest, expires: Int, flow: SIPFlow) -> SIPResponse {
-        var response = SIPResponse(replyingTo: request, statusCode: 200, toTag: Self.makeTag())
+        // The dialog's tag names this shard: refreshes come back here (``ShardRouting``).
+        var response = SIPResponse(
+            replyingTo: request,
+            statusCode: 200,
+            toTag: ShardRouting.mark(Self.makeTag(), shard: index)
+        )
         response.headers.add(.expires, String(expires))
         response.headers.add(.contact, "<\(localURI(for: flow))>")
         response.headers.add(.server, configuration.serverName)
@@ -277,7 +283,9 @@ extension SIPServer {
                 metrics.subscriptionsEnded.increment(reason.rawValue)
                 logger.debug(
                     "Subscription ended",
-                    metadata: [LogKey.subscriptionID: "\(subscription.id)", LogKey.subscriptionReason: "\(reason.rawValue)"]
+                    metadata: [
+                        LogKey.subscriptionID: "\(subscription.id)", LogKey.subscriptionReason: "\(reason.rawValue)",
+                    ]
                 )
                 let store = subscriptionStore
                 storeThread.runIfActive(eventLoop: eventLoop) { try store.removeSubscription(id: subscription.id) }
@@ -304,12 +312,16 @@ extension SIPServer {
     @discardableResult
     private func sendNotify(_ notify: SIPRequest, subscriptionID: String, to destination: SIPPeer) -> Bool {
         guard let flow = flow(to: destination, like: nil) else {
-            logger.warning("NOTIFY not sent: no route to the watcher", metadata: [LogKey.subscriptionID: "\(subscriptionID)"])
+            logger.warning(
+                "NOTIFY not sent: no route to the watcher",
+                metadata: [LogKey.subscriptionID: "\(subscriptionID)"]
+            )
             metrics.notifiesFailed.increment("no_route")
             execute(notifier.notifyFailed(subscriptionID: subscriptionID, now: Date()))
             return false
         }
-        let actions = startRequest(notify, branch: Via.makeBranch(), to: destination, over: flow)
+        let branch = ShardRouting.mark(Via.makeBranch(), shard: index)
+        let actions = startRequest(notify, branch: branch, to: destination, over: flow)
         for case .transaction(let key, _, _) in actions { notifyTransactions[key] = subscriptionID }
         for case .refused(_, let reason) in actions {
             // The transaction table is full (or the branch collides): the NOTIFY is not sent.
@@ -364,10 +376,14 @@ extension SIPServer {
     private func reportGauges() {
         var active: [EventPackage: Int] = [:]
         for subscription in notifier.subscriptions { active[subscription.event, default: 0] += 1 }
-        for (event, gauge) in metrics.activeSubscriptions { gauge.record(active[event] ?? 0) }
-        metrics.registeredLines.record(liveBindings.count)
-        metrics.registeredBindings.record(liveBindings.values.reduce(0) { $0 + $1.count })
-        metrics.activeCalls.record(b2bua.count)
+        let total = subscriptionCensus.report(active, shard: index)
+        shardSubscriptions.record(active.values.reduce(0, +))
+        for (event, gauge) in metrics.activeSubscriptions { gauge.record(total[event] ?? 0) }
+        if ownsLines {
+            metrics.registeredLines.record(liveBindings.count)
+            metrics.registeredBindings.record(liveBindings.values.reduce(0) { $0 + $1.count })
+            metrics.activeCalls.record(b2bua.count)
+        }
         let coalesced = notifier.coalescedNotifyCount
         if coalesced > metrics.reportedCoalesced {
             metrics.notifiesCoalesced.increment(by: coalesced - metrics.reportedCoalesced)
@@ -375,14 +391,25 @@ extension SIPServer {
         }
     }
 
-    /// After a restart: registered lines first (so the first NOTIFYs say open or closed right),
-    /// then every stored subscription gets a NOTIFY with the current state.
-    func restore(bindings: [Binding], subscriptions: [Subscription]) {
-        let now = Date()
-        for (aor, lineBindings) in Dictionary(grouping: bindings, by: \.aor) {
-            bindingsChanged(aor: aor, to: lineBindings, now: now)
-        }
-        execute(notifier.restore(subscriptions, now: now))
+    // MARK: After a restart: registered lines first (so the first NOTIFYs say open or closed
+    // right), then every stored subscription gets a NOTIFY with the current state.
+
+    /// The stored subscriptions of this shard (where their refreshes will be routed), after
+    /// the line owner restored the bindings: every watcher gets a NOTIFY with the current state.
+    func restore(subscriptions: [Subscription]) async {
+        try? await eventLoop.submit { [self] in
+            execute(notifier.restore(subscriptions, now: Date()))
+        }.get()
+    }
+
+    /// The line owner restores every stored binding (each line change reaches the others).
+    func restore(bindings: [Binding]) async {
+        try? await eventLoop.submit { [self] in
+            let now = Date()
+            for (aor, lineBindings) in Dictionary(grouping: bindings, by: \.aor) {
+                bindingsChanged(aor: aor, to: lineBindings, now: now)
+            }
+        }.get()
     }
 
     // MARK: Our addresses

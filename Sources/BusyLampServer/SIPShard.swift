@@ -9,7 +9,8 @@ import SIPCore
 import SIPTransactions
 import SIPTransportNIO
 
-/// Runs BusyLamp's SIP machines on one event loop and carries out their actions.
+/// One shard of the server: BusyLamp's SIP machines on one event loop, and their actions
+/// carried out. ``SIPServer`` runs one per core, each with its own socket on the same port.
 ///
 /// This is the only place where bytes leave, timers are scheduled and the store is written:
 ///
@@ -21,40 +22,27 @@ import SIPTransportNIO
 /// ```
 /// Everything mutable is touched only on `eventLoop`; store calls run on a single-threaded
 /// pool so that the loop never blocks on disk and writes for one AOR never race.
-public final class SIPServer: @unchecked Sendable {
+final class SIPShard: @unchecked Sendable {
     // @unchecked: all mutable state is confined to `eventLoop` (asserted where it matters).
 
-    public struct Configuration: Sendable {
-        public var listenAddresses: [SIPListenAddress] = SIPListenAddress.defaults
-        public var transport = SIPTransport.Configuration()
-        public var digestPolicy: DigestPolicy = .default
-        /// How often expired bindings are removed from the store.
-        public var bindingSweepInterval: TimeAmount = .seconds(30)
-        /// The `Server` header of our responses (and `User-Agent` of our requests).
-        public var serverName = "BusyLamp"
-        /// RFC 3261 T1, T2, T4: every transaction timer derives from them.
-        public var timers: SIPTimers = .rfc3261
-        /// Transactions kept at most (past it, new requests get 503 with Retry-After).
-        public var maximumTransactions = TransactionLayer.defaultMaximumTransactionCount
-        /// How the notifier treats failing watchers and restarts.
-        public var notifier = NotifierStateMachine.Settings()
-        /// How often ended subscriptions are looked for: the granularity of expiry.
-        public var subscriptionSweepInterval: TimeAmount = .seconds(1)
-        /// The longest a subscription's CSeq and version changes wait before they are written
-        /// together (the NOTIFY is never held back by the store).
-        public var subscriptionWriteDelay: TimeAmount = .milliseconds(200)
-        /// At most this fraction of a granted subscription expiry is taken off at random, so
-        /// that phones subscribed together do not all refresh together (PHONES.md).
-        public var expiryJitterFraction: Double = 0.05
-        /// No answer in this time: the callee's phones get CANCEL and the caller 480.
-        public var ringTimeout: Duration = .seconds(60)
-        /// The resolution of every SIP and call timer (one tick of the timing wheel).
-        public var timerTick: Duration = .milliseconds(4)
-        public init() {}
-    }
+    typealias Configuration = SIPServer.Configuration
 
-    public let eventLoop: EventLoop
-    public let transport: SIPTransport
+    /// This shard's place among the server's shards (``ShardRouting``).
+    let index: Int
+    /// Every shard of the server, this one included, by index: where messages owned elsewhere
+    /// are handed, and where the line owner sends line changes.
+    var shards: [SIPShard] = []
+    let routing: ShardRouting
+    /// Whether this shard owns every line's state: registrations and calls run here, and the
+    /// other shards hold replicas (``ShardRouting/lineOwner``).
+    var ownsLines: Bool { index == ShardRouting.lineOwner }
+    /// Active subscriptions per shard, summed for the gauge.
+    let subscriptionCensus: SubscriptionCensus
+    /// This shard's active subscriptions: how evenly the kernel spreads the phones.
+    let shardSubscriptions: Gauge
+
+    let eventLoop: EventLoop
+    let transport: SIPTransport
     let configuration: Configuration
     private let directoryStore: DirectoryStore
     let registrationStore: RegistrationStore
@@ -80,12 +68,13 @@ public final class SIPServer: @unchecked Sendable {
     let metrics = ServerMetrics()
     /// The operator's view of refused requests (``RefusalLog``), per account.
     var refusalLog = RefusalLog()
-    /// Every line-state change, for the admin API's live view and anyone else who listens.
-    public let lineStateFeed = LineStateFeed()
+    /// Every line-state change, for the admin API's live view and anyone else who listens
+    /// (published by the line owner only).
+    let lineStateFeed: LineStateFeed
     /// The bound listeners (for our host names after a directory change).
     private var boundListeners: [SIPTransport.BoundListener] = []
 
-    // Subscriptions (SIPServer+Subscriptions.swift)
+    // Subscriptions (SIPShard+Subscriptions.swift)
     var notifier: NotifierStateMachine
     /// The NOTIFY client transactions in flight, and the subscription each belongs to.
     var notifyTransactions: [TransactionKey: String] = [:]
@@ -101,26 +90,35 @@ public final class SIPServer: @unchecked Sendable {
     /// source addresses `same_network_only` compares with.
     var liveBindings: [String: [Binding]] = [:]
 
-    // Calls (SIPServer+Calls.swift)
+    // Calls (SIPShard+Calls.swift)
     var b2bua: B2BUAStateMachine
     /// The client transactions calls sent, and the branch each call knows them by.
     var callTransactions: [TransactionKey: String] = [:]
 
-    public init(
+    init(
+        index: Int,
+        shardCount: Int,
         eventLoop: EventLoop,
         directory: Directory,
-        directoryStore: DirectoryStore,
-        registrationStore: RegistrationStore,
-        subscriptionStore: SubscriptionStore,
+        stores: SIPServer.Stores,
+        storeThread: NIOThreadPool,
+        nonceSecret: [UInt8],
+        lineStateFeed: LineStateFeed,
+        subscriptionCensus: SubscriptionCensus,
         configuration: Configuration,
         logger: Logger
     ) {
+        self.index = index
+        self.routing = ShardRouting(shardCount: shardCount)
+        self.lineStateFeed = lineStateFeed
+        self.subscriptionCensus = subscriptionCensus
+        self.shardSubscriptions = Gauge(label: "busylamp_shard_subscriptions", dimensions: [("shard", String(index))])
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.directory = directory
-        self.directoryStore = directoryStore
-        self.registrationStore = registrationStore
-        self.subscriptionStore = subscriptionStore
+        self.directoryStore = stores.directory
+        self.registrationStore = stores.registrations
+        self.subscriptionStore = stores.subscriptions
         self.logger = logger
         self.transactions = TransactionLayer(
             timers: configuration.timers,
@@ -133,11 +131,16 @@ public final class SIPServer: @unchecked Sendable {
         self.b2bua = B2BUAStateMachine(settings: callSettings)
         self.parser = SIPParser(limits: configuration.transport.parserLimits)
         self.timers = ServerTimers(tick: configuration.timerTick)
-        self.transport = SIPTransport(eventLoop: eventLoop, configuration: configuration.transport, logger: logger)
-        self.storeThread = NIOThreadPool(numberOfThreads: 1)
+        self.transport = SIPTransport(
+            eventLoop: eventLoop,
+            configuration: configuration.transport,
+            shardIndex: index,
+            logger: logger
+        )
+        self.storeThread = storeThread
         self.authenticator = DigestAuthenticator(
             realm: directory.platform.domain,
-            secret: NonceManager.makeSecret(),
+            secret: nonceSecret,
             policy: configuration.digestPolicy
         )
         self.registrar = Registrar(
@@ -148,19 +151,18 @@ public final class SIPServer: @unchecked Sendable {
         )
     }
 
-    /// Binds the listeners, restores the stored bindings and subscriptions (each watcher gets a
-    /// NOTIFY with the current state) and starts serving. Returns the bound listeners.
-    public func start() async throws -> [SIPTransport.BoundListener] {
-        storeThread.start()
-        let registrationStore = self.registrationStore
-        let subscriptionStore = self.subscriptionStore
-        let (bindings, subscriptions) = try await storeThread.runIfActive(eventLoop: eventLoop) {
-            (try registrationStore.allBindings(), try subscriptionStore.allSubscriptions())
-        }.get()
+    // MARK: Life cycle (driven by ``SIPServer``)
+
+    /// Binds this shard's sockets (several shards bind the same ports: `SO_REUSEPORT`).
+    func bind(_ addresses: [SIPListenAddress]) async throws -> [SIPTransport.BoundListener] {
         transport.setMessageHandler { [self] bytes, framing, flow in
             self.received(bytes: bytes, framing: framing, flow: flow)
         }
-        let listeners = try await transport.bind(configuration.listenAddresses)
+        return try await transport.bind(addresses, joiningShards: index != 0)
+    }
+
+    /// Starts the timers and sweeps, once every shard is bound.
+    func begin(listeners: [SIPTransport.BoundListener]) async throws {
         let hosts = Self.localHosts(domain: directory.platform.domain, listeners: listeners)
         try await eventLoop.submit {
             self.localHosts = hosts
@@ -172,39 +174,34 @@ public final class SIPServer: @unchecked Sendable {
                     delay: TimeAmount(self.timers.tick)
                 ) { _ in self.fireDueTimers() },
                 self.eventLoop.scheduleRepeatedTask(
-                    initialDelay: .seconds(1),
-                    delay: self.configuration.bindingSweepInterval
-                ) { _ in self.sweepExpiredBindings() },
-                self.eventLoop.scheduleRepeatedTask(
                     initialDelay: self.configuration.subscriptionSweepInterval,
                     delay: self.configuration.subscriptionSweepInterval
                 ) { _ in self.sweepEndedSubscriptions() },
             ]
-            self.restore(bindings: bindings, subscriptions: subscriptions)
+            if self.ownsLines {
+                self.sweepTasks.append(
+                    self.eventLoop.scheduleRepeatedTask(
+                        initialDelay: .seconds(1),
+                        delay: self.configuration.bindingSweepInterval
+                    ) { _ in self.sweepExpiredBindings() }
+                )
+            }
         }.get()
-        logger.info(
-            "SIP listeners bound",
-            metadata: [
-                LogKey.listeners: "\(listeners.map(\.localAddress))", LogKey.subscriptionsRestored: "\(subscriptions.count)",
-            ]
-        )
-        return listeners
     }
 
-    /// Stops listening, writes what is pending and waits for the store thread to finish.
-    public func stop() async {
+    /// Stops the sweeps, writes what is pending and closes the sockets.
+    func stop() async {
         try? await eventLoop.submit {
             for task in self.sweepTasks { task.cancel() }
             self.writePendingSubscriptions()
         }.get()
         await transport.close()
-        try? await storeThread.shutdownGracefully()
     }
 
     /// The directory changed (the admin API wrote the store): rules apply to live
     /// subscriptions at once, and the watchers of a line that may no longer be watched get a
     /// final NOTIFY (`rejected`, or `noresource` for a deleted line).
-    public func directoryChanged(_ newDirectory: Directory) {
+    func directoryChanged(_ newDirectory: Directory) {
         eventLoop.execute { [self] in
             directory = newDirectory
             // A domain change reaches what was derived from the domain at start: the host names
@@ -224,6 +221,9 @@ public final class SIPServer: @unchecked Sendable {
 
     // MARK: Inbound
 
+    /// Bytes from this shard's sockets: parsed here, then handled by the shard that owns the
+    /// message (``ShardRouting``), which is this one unless it belongs to a line or a call
+    /// (the line owner) or to another shard's subscription.
     private func received(bytes: [UInt8], framing: SIPFraming, flow: SIPFlow) {
         let message: SIPMessage
         do {
@@ -232,6 +232,15 @@ public final class SIPServer: @unchecked Sendable {
             refuseUnparseable(error, flow: flow)
             return
         }
+        let owner = routing.shard(for: message, arrivedOn: index)
+        guard owner == index else {
+            let shard = shards[owner]
+            return shard.eventLoop.execute { shard.handle(message, flow: flow) }
+        }
+        handle(message, flow: flow)
+    }
+
+    private func handle(_ message: SIPMessage, flow: SIPFlow) {
         let peer = SIPPeer(flow)
         switch message {
         case .request(var request):
@@ -372,13 +381,22 @@ public final class SIPServer: @unchecked Sendable {
         return transactions.sendRequest(request, to: peer)
     }
 
+    /// Sends over this shard's socket, or over the connection's shard when another shard
+    /// accepted the TCP connection (a call's leg, a REGISTER handled by the line owner).
     private func send(_ message: SIPMessage, to flow: SIPFlow, onFailure: (@Sendable () -> Void)? = nil) {
         var buffer = ByteBufferAllocator().buffer(capacity: 1024)
         message.serialize(into: &buffer)
-        transport.send(buffer, to: flow).whenFailure { [logger] error in
+        let failed: @Sendable (Error) -> Void = { [self, logger] error in
             logger.debug("Send failed", metadata: [LogKey.peer: "\(flow)", LogKey.error: "\(error)"])
-            onFailure?()
+            guard let onFailure else { return }
+            eventLoop.execute(onFailure)
         }
+        let owner = flow.connectionID.map { SIPTransport.shardIndex(of: $0) } ?? index
+        guard owner != index, owner < shards.count else {
+            return transport.send(buffer, to: flow).whenFailure(failed)
+        }
+        let shard = shards[owner]
+        shard.eventLoop.execute { [buffer] in shard.transport.send(buffer, to: flow).whenFailure(failed) }
     }
 
     /// Where RFC 3261 §18.2.2 sends a response, as a flow of ours.

@@ -4,6 +4,12 @@ import NIOCore
 import NIOPosix
 import SIPCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The SIP listeners and connections of one server, confined to one event loop.
 ///
 /// It moves bytes only: every received message is handed to `onMessage` with its `SIPFlow`,
@@ -19,6 +25,9 @@ public final class SIPTransport: @unchecked Sendable {
         /// Accepted connections at once; more are refused (a flood must not exhaust descriptors).
         public var maximumConnections: Int = 20_000
         public var parserLimits: SIPParserLimits = .default
+        /// Several shards' sockets share each port (`SO_REUSEPORT`): set on every shard's
+        /// transport when there is more than one.
+        public var sharesPorts = false
         public init() {}
     }
 
@@ -59,7 +68,18 @@ public final class SIPTransport: @unchecked Sendable {
     }
     /// Connection ids are persisted with registrations; starting each process at a random
     /// point keeps an id from a previous run from naming a new, unrelated connection.
-    private var nextConnectionID = UInt64.random(in: 1...(1 << 48))
+    private var nextConnectionID: UInt64
+    private static let shardShift: UInt64 = 56
+
+    /// `SO_REUSEPORT`, which NIO names no shorthand for.
+    private static var reusePort: ChannelOptions.Types.SocketOption {
+        ChannelOptions.Types.SocketOption(level: .socket, name: .init(rawValue: SO_REUSEPORT))
+    }
+
+    /// The shard whose transport accepted or opened the connection.
+    public static func shardIndex(of connectionID: ConnectionID) -> Int {
+        Int(connectionID.rawValue >> shardShift)
+    }
 
     /// One counter per drop reason, made once (not one per drop).
     private let dropCounters: [DropReason: Counter] = Dictionary(
@@ -68,8 +88,16 @@ public final class SIPTransport: @unchecked Sendable {
         }
     )
 
-    public init(eventLoop: EventLoop, configuration: Configuration = Configuration(), logger: Logger) {
+    /// `shardIndex`: which of the server's shards this transport belongs to; it is written into
+    /// every connection ID (``shardIndex(of:)``), so that any shard can find a connection's owner.
+    public init(
+        eventLoop: EventLoop,
+        configuration: Configuration = Configuration(),
+        shardIndex: Int = 0,
+        logger: Logger
+    ) {
         self.eventLoop = eventLoop
+        self.nextConnectionID = UInt64(shardIndex & 0xFF) << Self.shardShift | UInt64.random(in: 1...(1 << 40))
         self.configuration = configuration
         self.logger = logger
     }
@@ -80,7 +108,15 @@ public final class SIPTransport: @unchecked Sendable {
     }
 
     /// Binds every address in order; their indices are the flows' `listenerIndex`.
-    public func bind(_ addresses: [SIPListenAddress]) async throws -> [BoundListener] {
+    ///
+    /// With ``Configuration/sharesPorts``, the first shard (`joiningShards == false`) first
+    /// checks that nobody holds the port: the kernel lets any socket that also asks for
+    /// `SO_REUSEPORT` join, and a second server started by mistake would silently take half of
+    /// the traffic.
+    public func bind(_ addresses: [SIPListenAddress], joiningShards: Bool = false) async throws -> [BoundListener] {
+        if configuration.sharesPorts && !joiningShards {
+            for address in addresses where address.port != 0 { try await checkPortIsFree(address) }
+        }
         let firstIndex = try await eventLoop.submit { self.listenerChannels.count }.get()
         for (offset, address) in addresses.enumerated() {
             let index = firstIndex + offset
@@ -89,6 +125,9 @@ public final class SIPTransport: @unchecked Sendable {
             case .udp:
                 channel = try await DatagramBootstrap(group: eventLoop)
                     .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                    // Every shard binds its own socket to the same port; the kernel spreads
+                    // datagrams over them by the sender's address.
+                    .channelOption(Self.reusePort, value: configuration.sharesPorts ? 1 : 0)
                     .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
                     .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536))
                     // Drain a burst of answers (a NOTIFY fan-out's 200s) in one turn of the loop
@@ -107,6 +146,7 @@ public final class SIPTransport: @unchecked Sendable {
                 let limits = configuration.parserLimits
                 channel = try await ServerBootstrap(group: eventLoop)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(Self.reusePort, value: configuration.sharesPorts ? 1 : 0)
                     .serverChannelOption(.backlog, value: 1024)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                     .childChannelInitializer { channel in
@@ -142,6 +182,21 @@ public final class SIPTransport: @unchecked Sendable {
 
     /// Writes one serialized message over `flow`: the same connection for stream flows, the
     /// receiving listener's socket for UDP. Fails when a stream connection is gone.
+    /// Binds and closes a plain socket (no `SO_REUSEPORT`) on `address`: it fails when any
+    /// socket holds the port.
+    private func checkPortIsFree(_ address: SIPListenAddress) async throws {
+        let probe: Channel
+        switch address.transport {
+        case .udp:
+            probe = try await DatagramBootstrap(group: eventLoop).bind(host: address.host, port: address.port).get()
+        case .tcp, .tls:
+            probe = try await ServerBootstrap(group: eventLoop)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: address.host, port: address.port).get()
+        }
+        try await probe.close()
+    }
+
     public func send(_ buffer: ByteBuffer, to flow: SIPFlow) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
         switch flow.transport {

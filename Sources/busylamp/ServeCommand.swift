@@ -69,8 +69,9 @@ enum ServerLauncher {
             )
         }
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: resolved.sipThreads)
         var configuration = SIPServer.Configuration()
+        configuration.shardCount = resolved.sipThreads
         configuration.listenAddresses = resolved.listenAddresses
         configuration.transport.streamIdleTimeout = .seconds(Int64(resolved.tcpIdleTimeout))
         configuration.timers = SIPTimers(t1: .milliseconds(resolved.timerT1Milliseconds))
@@ -79,11 +80,9 @@ enum ServerLauncher {
         configuration.maximumTransactions = resolved.maximumTransactions
         configuration.ringTimeout = .seconds(resolved.ringTimeoutSeconds)
         let server = SIPServer(
-            eventLoop: group.next(),
+            eventLoops: Array(group.makeIterator()),
             directory: directory,
-            directoryStore: store,
-            registrationStore: store,
-            subscriptionStore: store,
+            stores: SIPServer.Stores(directory: store, registrations: store, subscriptions: store),
             configuration: configuration,
             logger: logger
         )
@@ -124,9 +123,8 @@ enum ServerLauncher {
         }
 
         // A ServiceGroup shuts its services down one by one in reverse order. The admin server
-        // goes first, since Hummingbird ends it on SIGTERM by itself (shutting another service
-        // down before it would see it finish "unexpectedly"); the SIP server goes last, so that
-        // the extra services (the demo's phones) still reach it while they stop.
+        // goes first (its event streams end before anything they read); the SIP server goes
+        // last, so that the extra services (the demo's phones) still reach it while they stop.
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: SIPServerService(server: server))]

@@ -2,6 +2,7 @@ import ArgumentParser
 import BusyLampCore
 import Foundation
 import Logging
+import NIOCore
 import SIPAuth
 import SIPTransactions
 import SIPTransportNIO
@@ -59,6 +60,7 @@ struct ServerOptions: ParsableArguments {
         var maximumTransactions: Int
         /// Seconds a call rings before the caller gets 480 (config file only).
         var ringTimeoutSeconds: Int
+        var sipThreads: Int
     }
 
     enum StoreLocation {
@@ -76,7 +78,7 @@ struct ServerOptions: ParsableArguments {
     static let configKeys: Set<String> = [
         "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
         "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms", "max_transactions",
-        "ring_timeout",
+        "ring_timeout", "sip_threads",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -156,6 +158,9 @@ struct ServerOptions: ParsableArguments {
             default: TransactionLayer.defaultMaximumTransactionCount
         )
         let ringTimeoutSeconds = try positiveInteger("ring_timeout", default: 60)
+        // INTERFACE.md: event loops for SIP, default one per core (at most 64: shard marks and
+        // connection IDs have room for 256).
+        let sipThreads = min(64, try positiveInteger("sip_threads", default: System.coreCount))
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
         var digestAlgorithms = DigestPolicy.default.algorithms
@@ -204,7 +209,8 @@ struct ServerOptions: ParsableArguments {
             notifyFailureLimit: notifyFailureLimit,
             digestAlgorithms: digestAlgorithms,
             maximumTransactions: maximumTransactions,
-            ringTimeoutSeconds: ringTimeoutSeconds
+            ringTimeoutSeconds: ringTimeoutSeconds,
+            sipThreads: sipThreads
         )
     }
 

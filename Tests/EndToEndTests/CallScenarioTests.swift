@@ -71,6 +71,54 @@ extension EndToEnd {
             }
         }
 
+        /// Shards (issue 10): with four event loops, the kernel spreads eight watchers of Bob over
+        /// the shards by their source ports, while the call is handled by the line owner. Every
+        /// watcher, whichever shard holds its subscription, sees the call's lamp sequence; the
+        /// per-shard gauge shows that subscriptions live on more than one shard (so that some
+        /// watcher was notified of a call handled on another loop).
+        @Test(arguments: Transport.allCases)
+        func watchersOnEveryShardSeeACallOnTheLineOwner(over transport: Transport) async throws {
+            try await withCallServer("call-shards-\(transport)", over: transport, config: ["sip_threads": "4"]) {
+                server in
+                let names = (1...8).map { "watch-bob-\($0)" }
+                let watchers = names.map { name in
+                    start(
+                        "watch_dialog",
+                        name: name,
+                        line: CallFixture.joe,
+                        keys: ["target": Self.bob.extensionNumber],
+                        server,
+                        transport
+                    )
+                }
+                let callee = startCallee(.answer, name: "callee-bob", server, transport)
+                var expected = Dictionary(uniqueKeysWithValues: names.map { ($0, "subscribed") })
+                expected["callee-bob"] = "registered"
+                try await waitForLogs(expected, server, transport)
+                // The gauges are reported by each shard's one-second sweep.
+                try await Task.sleep(for: .milliseconds(2_500))
+                let metrics = try await HTTPTestClient(port: try #require(server.httpPort)).get("/metrics").text
+                let perShard = metrics.split(separator: "\n").filter { $0.hasPrefix("busylamp_shard_subscriptions{") }
+                let holding = perShard.filter { ($0.split(separator: " ").last.flatMap { Double($0) } ?? 0) > 0 }
+                #expect(perShard.count == 4, "one gauge per shard: \(perShard)")
+                #expect(holding.count >= 2, "eight watchers from eight ports all on one shard: \(perShard)")
+                let caller = try await call(Self.bob.extensionNumber, server, transport)
+                expectPass(caller, "call_caller (Alice)", transport, server)
+                expectPass(try await callee.value, "call_callee + call_callee_answer (Bob)", transport, server)
+                for (name, watcher) in zip(names, watchers) {
+                    let watched = try await watcher.value
+                    expectPass(watched, "watch_dialog (\(name))", transport, server)
+                    expectSequence(
+                        Self.notifies(in: watched.messages),
+                        of: "Bob (recipient) seen by \(name)",
+                        direction: "recipient",
+                        allowingTrying: false,
+                        caller: Self.alice
+                    )
+                }
+            }
+        }
+
         /// Speed dial is the same INVITE to the watched line's number instead of its extension.
         @Test(arguments: Transport.allCases)
         func lineToLineByNumber(over transport: Transport) async throws {

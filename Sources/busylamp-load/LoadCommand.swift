@@ -38,7 +38,10 @@ struct LoadOptions: ParsableArguments {
     var threads: Int = 1
 
     @Option(help: "Client sockets per thread, each on 127.0.0.1 port 0.")
-    var sockets: Int = 4
+    var sockets: Int = 1
+
+    @Option(help: "Pacing and timer tick in ms (flows begun per tick: rate × tick).")
+    var tickMs: Int = 1
 
     @Option(help: "RFC 3261 T1 in ms (retransmissions start at T1 and double).")
     var t1: Int = 500
@@ -78,6 +81,7 @@ struct LoadOptions: ParsableArguments {
         plan.t1Millis = t1
         plan.transactionTimeoutMillis = timeout ?? 64 * t1
         plan.sockets = sockets
+        plan.tickMillis = tickMs
         plan.maxInFlight = maxInFlight
         plan.drainSeconds = drain ?? Double(plan.transactionTimeoutMillis) / 1000 + 5
         plan.token = String(UInt32.random(in: 0...UInt32.max), radix: 36)

@@ -30,7 +30,10 @@ struct LoadPlan: Sendable {
     var subscribeExpires: Int = 600
     var registerExpires: Int = 3600
     /// Client sockets (REGISTER, SUBSCRIBE, callers) of this shard.
-    var sockets: Int = 4
+    var sockets: Int = 1
+    /// How often new flows are begun and timers looked at: the pacing's grain. A coarser
+    /// tick batches more sends into one sendmmsg.
+    var tickMillis: Int = 1
     var calleeSockets: Int = 1
     /// The callers' socket binds this port (a trunk the server trusts by source address).
     var callerPort: Int?

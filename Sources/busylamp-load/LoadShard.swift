@@ -210,7 +210,8 @@ final class LoadShard: @unchecked Sendable {
         case .fanout:
             beginOffering()
         }
-        task = loop.scheduleRepeatedTask(initialDelay: .milliseconds(1), delay: .milliseconds(1)) { _ in
+        let tick = TimeAmount.milliseconds(Int64(max(1, plan.tickMillis)))
+        task = loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in
             self.tick()
         }
     }

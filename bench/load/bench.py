@@ -39,6 +39,7 @@ import argparse
 import importlib.util
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,24 @@ def make_server(kind, a, data, tag):
     if kind == "busylamp":
         return BusyLamp(a.busylamp, os.path.join(data, "directory.yaml"), d)
     return Kamailio(data, d, children=a.kam_children, shm=a.kam_shm)
+
+
+def stop(srv):
+    """srv.stop(), and when its process outlives benchlib's waits (Kamailio freeing a large shm
+    under load can), SIGKILL by PID again and wait up to a minute more."""
+    try:
+        return srv.stop()
+    except subprocess.TimeoutExpired:
+        log("%s did not stop in time; SIGKILL by PID and waiting" % srv.name)
+        for pid in srv.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            return srv.p.wait(60)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("%s (pid %d) would not stop" % (srv.name, srv.p.pid))
 
 
 def domain_of(srv):
@@ -131,7 +150,7 @@ def subscribe_run(kind, driver, a, rate, run):
         c1 = srv.cpu()
         alive = srv.alive()
     finally:
-        rc = srv.stop()
+        rc = stop(srv)
     nbad, first_bad = srv.log_problems()
     row = dict(server=srv.name, driver=driver, rate=rate, run=run, seconds=a.seconds)
     row.update(res)
@@ -198,7 +217,7 @@ def fanout_run(kind, a, watchers, run):
         c1 = srv.cpu()
         alive = srv.alive()
     finally:
-        rc = srv.stop()
+        rc = stop(srv)
     f, fo = r["flows"], r["fanout"]
     setup = r.get("setup") or {}
     row = dict(server=srv.name, watchers=watchers, run=run, calls=fo["calls"], ring_ms=ring, talk_ms=talk,
@@ -245,7 +264,7 @@ def memory_run(kind, a, run):
             after = srv.shm_used()["real_used"]
             extra = round((srv.pss_kb() * 1024 - pss0) / max(1, r["flows"]["succeeded"]))
     finally:
-        rc = srv.stop()
+        rc = stop(srv)
     ok = r["flows"]["succeeded"]
     row = dict(server=srv.name, run=run, subscriptions=ok, failed=r["flows"]["failed"],
                measure="VmRSS" if kind == "busylamp" else "shm real_used", before_bytes=before, after_bytes=after,
@@ -389,7 +408,7 @@ def main():
     ap.add_argument("--memory-rate", type=int, default=2000)
     ap.add_argument("--settle", type=int, default=35)
     ap.add_argument("--kam-children", type=int, default=2)
-    ap.add_argument("--kam-shm", type=int, default=4096)
+    ap.add_argument("--kam-shm", type=int, default=2048)
     ap.add_argument("--quick", action="store_true", help="a short trial (about 3 minutes)")
     a = ap.parse_args()
     if a.quick:

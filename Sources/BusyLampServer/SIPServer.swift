@@ -63,6 +63,8 @@ public final class SIPServer: Sendable {
         public var ringTimeout: Duration = .seconds(60)
         /// The resolution of every SIP and call timer (one tick of the timing wheel).
         public var timerTick: Duration = .milliseconds(4)
+        /// When a shard refuses new work because it is past capacity.
+        public var overload = OverloadGuard.Settings()
         /// Event loops serving SIP, each a shard with its own sockets on the same ports
         /// (`sip_threads`; default one per core).
         public var shardCount = System.coreCount

@@ -62,6 +62,9 @@ final class SIPShard: @unchecked Sendable {
     var timers: ServerTimers
     /// When the wheel's tick 0 was: its clock is the time since.
     private var timersEpoch = NIODeadline.now()
+    /// When the last tick ran, and the guard it feeds.
+    private var lastTickAt = NIODeadline.now()
+    var overload: OverloadGuard
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
     private var sweepTasks: [RepeatedTask] = []
@@ -131,6 +134,7 @@ final class SIPShard: @unchecked Sendable {
         self.b2bua = B2BUAStateMachine(settings: callSettings)
         self.parser = SIPParser(limits: configuration.transport.parserLimits)
         self.timers = ServerTimers(tick: configuration.timerTick)
+        self.overload = OverloadGuard(settings: configuration.overload)
         self.transport = SIPTransport(
             eventLoop: eventLoop,
             configuration: configuration.transport,
@@ -168,6 +172,7 @@ final class SIPShard: @unchecked Sendable {
             self.localHosts = hosts
             self.boundListeners = listeners
             self.timersEpoch = .now()
+            self.lastTickAt = self.timersEpoch
             self.sweepTasks = [
                 self.eventLoop.scheduleRepeatedTask(
                     initialDelay: TimeAmount(self.timers.tick),
@@ -245,7 +250,13 @@ final class SIPShard: @unchecked Sendable {
         switch message {
         case .request(var request):
             request.stampReceived(from: peer)
-            if let key = TransactionKey(incoming: request), inboundFlows[key] == nil, request.method != .ack {
+            let key = TransactionKey(incoming: request)
+            // Past capacity, new work is refused before it costs anything (a retransmission of
+            // a request already admitted still reaches its transaction).
+            if overload.sheds(request), let key, !transactions.contains(key) {
+                return shed(request, flow: flow)
+            }
+            if let key, inboundFlows[key] == nil, request.method != .ack {
                 inboundFlows[key] = flow
             }
             execute(transactions.receivedRequest(request, from: peer), flow: flow)
@@ -281,11 +292,8 @@ final class SIPShard: @unchecked Sendable {
             case .discardStrayResponse, .discardUnmatchable:
                 transport.countDrop(.noRoute)
             case .rejectWithServiceUnavailable(let request, _):
-                metrics.overloadRejections.increment()
                 guard let flow else { continue }
-                var response = SIPResponse(replyingTo: request, statusCode: 503, toTag: Self.makeTag())
-                response.headers.add(.retryAfter, "5")
-                send(.response(response), to: flow)
+                shed(request, flow: flow)
             case .refused(let request, let reason):
                 logger.warning(
                     "Request refused by the transaction layer",
@@ -346,9 +354,23 @@ final class SIPShard: @unchecked Sendable {
         }
     }
 
-    /// The wheel's tick: every timer now due goes back to the machine that armed it.
+    /// `503` with `Retry-After`, without a transaction (RFC 3261 §21.5.4): the transaction table
+    /// is full, or the shard is past capacity (``OverloadGuard``).
+    private func shed(_ request: SIPRequest, flow: SIPFlow) {
+        metrics.overloadRejections.increment()
+        var response = SIPResponse(replyingTo: request, statusCode: 503, toTag: Self.makeTag())
+        response.headers.add(.retryAfter, String(overload.settings.retryAfterSeconds))
+        response.headers.add(.server, configuration.serverName)
+        send(.response(response), to: flow)
+    }
+
+    /// The wheel's tick: every timer now due goes back to the machine that armed it. How late
+    /// the tick runs is how busy the loop is: the overload guard's signal.
     private func fireDueTimers() {
-        let elapsed = NIODeadline.now() - timersEpoch
+        let now = NIODeadline.now()
+        overload.observe(lag: Duration(now - lastTickAt - TimeAmount(timers.tick)))
+        lastTickAt = now
+        let elapsed = now - timersEpoch
         let tick = max(1, TimeAmount(timers.tick).nanoseconds)
         timers.advance(to: UInt64(max(0, elapsed.nanoseconds / tick)))
         while let timer = timers.nextDue() {

@@ -72,6 +72,8 @@ enum ServerLauncher {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: resolved.sipThreads)
         var configuration = SIPServer.Configuration()
         configuration.shardCount = resolved.sipThreads
+        configuration.overload.sheddingStartsAt = .milliseconds(resolved.overloadLagMilliseconds)
+        configuration.overload.sheddingStopsAt = .milliseconds(max(1, resolved.overloadLagMilliseconds * 3 / 8))
         configuration.listenAddresses = resolved.listenAddresses
         configuration.transport.streamIdleTimeout = .seconds(Int64(resolved.tcpIdleTimeout))
         configuration.timers = SIPTimers(t1: .milliseconds(resolved.timerT1Milliseconds))

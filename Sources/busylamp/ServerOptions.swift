@@ -61,6 +61,7 @@ struct ServerOptions: ParsableArguments {
         /// Seconds a call rings before the caller gets 480 (config file only).
         var ringTimeoutSeconds: Int
         var sipThreads: Int
+        var overloadLagMilliseconds: Int
     }
 
     enum StoreLocation {
@@ -78,7 +79,7 @@ struct ServerOptions: ParsableArguments {
     static let configKeys: Set<String> = [
         "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
         "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms", "max_transactions",
-        "ring_timeout", "sip_threads",
+        "ring_timeout", "sip_threads", "overload_lag_ms",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -161,6 +162,8 @@ struct ServerOptions: ParsableArguments {
         // INTERFACE.md: event loops for SIP, default one per core (at most 64: shard marks and
         // connection IDs have room for 256).
         let sipThreads = min(64, try positiveInteger("sip_threads", default: System.coreCount))
+        // A shard whose event loop runs this late (smoothed) answers new work 503 (OverloadGuard).
+        let overloadLagMilliseconds = try positiveInteger("overload_lag_ms", default: 40)
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
         var digestAlgorithms = DigestPolicy.default.algorithms
@@ -210,7 +213,8 @@ struct ServerOptions: ParsableArguments {
             digestAlgorithms: digestAlgorithms,
             maximumTransactions: maximumTransactions,
             ringTimeoutSeconds: ringTimeoutSeconds,
-            sipThreads: sipThreads
+            sipThreads: sipThreads,
+            overloadLagMilliseconds: overloadLagMilliseconds
         )
     }
 

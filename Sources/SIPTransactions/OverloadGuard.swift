@@ -1,0 +1,63 @@
+import SIPCore
+
+/// Sheds load instead of collapsing: past capacity, a request that would start new work (a new
+/// SUBSCRIBE, REGISTER or INVITE) is refused early and cheaply with `503` and `Retry-After`
+/// (RFC 3261 §21.5.4), so that the subscriptions and calls already admitted keep their service.
+///
+/// Why: past the knee, requests wait in the socket buffer longer than T1, phones retransmit,
+/// and each retransmission is more work for a server that already cannot keep up, so the
+/// completed rate falls the more is offered. A refusal costs a parse and one datagram; an
+/// admitted SUBSCRIBE with digest costs two transactions, a hash, a store write and a NOTIFY.
+///
+/// The signal is the event loop's lag: how late the shard's timer tick runs, which is how long
+/// the loop was busy with other work. It is smoothed, and shedding has hysteresis (it starts
+/// above `sheddingStartsAt` and stops below `sheddingStopsAt`) so that it does not flap. Like
+/// the other machines it reads no clock: the driver reports each lag it measures.
+public struct OverloadGuard: Sendable {
+    public struct Settings: Sendable {
+        /// Smoothed lag above which new work is refused.
+        public var sheddingStartsAt: Duration = .milliseconds(40)
+        /// Smoothed lag below which it is accepted again.
+        public var sheddingStopsAt: Duration = .milliseconds(15)
+        /// The weight of each new sample in the smoothed lag.
+        public var smoothing: Double = 0.2
+        /// Seconds a refused phone is asked to wait (`Retry-After`).
+        public var retryAfterSeconds = 5
+        public init() {}
+    }
+
+    public let settings: Settings
+    /// The smoothed lag, in seconds.
+    public private(set) var smoothedLag: Double = 0
+    public private(set) var isShedding = false
+
+    public init(settings: Settings = Settings()) {
+        self.settings = settings
+    }
+
+    /// The loop ran its tick `lag` later than asked.
+    public mutating func observe(lag: Duration) {
+        let sample = max(0, Self.seconds(lag))
+        smoothedLag += settings.smoothing * (sample - smoothedLag)
+        if isShedding {
+            if smoothedLag < Self.seconds(settings.sheddingStopsAt) { isShedding = false }
+        } else if smoothedLag > Self.seconds(settings.sheddingStartsAt) {
+            isShedding = true
+        }
+    }
+
+    /// Whether `request` is refused now: only requests that start new work, never a refresh,
+    /// a request in a dialog, an ACK, CANCEL or BYE (which end work), nor a response.
+    public func sheds(_ request: SIPRequest) -> Bool {
+        guard isShedding, request.to?.tag == nil else { return false }
+        switch request.method {
+        case .subscribe, .register, .invite, .publish, .options: return true
+        default: return false
+        }
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        let (seconds, attoseconds) = duration.components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

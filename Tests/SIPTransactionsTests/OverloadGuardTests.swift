@@ -1,0 +1,49 @@
+import SIPCore
+import Testing
+
+@testable import SIPTransactions
+
+@Suite struct OverloadGuardTests {
+    func request(_ method: String, toTag: String? = nil) throws -> SIPRequest {
+        let to = "<sip:221@example.com>" + (toTag.map { ";tag=\($0)" } ?? "")
+        let text =
+            "\(method) sip:221@example.com SIP/2.0\r\n"
+            + "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n"
+            + "From: <sip:220@example.com>;tag=phone\r\nTo: \(to)\r\nCall-ID: c1\r\n"
+            + "CSeq: 1 \(method)\r\nContent-Length: 0\r\n\r\n"
+        let message = try SIPParser().parse(Array(text.utf8))
+        guard case .request(let request) = message else {
+            Issue.record("not a request: \(message)")
+            throw CancellationError()
+        }
+        return request
+    }
+
+    @Test func aLoopThatKeepsUpShedsNothing() throws {
+        var guardian = OverloadGuard()
+        for _ in 0..<1_000 { guardian.observe(lag: .milliseconds(3)) }
+        #expect(!guardian.isShedding)
+        #expect(!guardian.sheds(try request("SUBSCRIBE")))
+    }
+
+    @Test func sustainedLagShedsNewWorkOnlyAndRecoversWithHysteresis() throws {
+        var guardian = OverloadGuard()
+        // One slow turn is not overload.
+        guardian.observe(lag: .milliseconds(120))
+        #expect(!guardian.isShedding)
+        for _ in 0..<20 { guardian.observe(lag: .milliseconds(80)) }
+        #expect(guardian.isShedding)
+        for method in ["SUBSCRIBE", "REGISTER", "INVITE"] {
+            #expect(guardian.sheds(try request(method)), "\(method)")
+        }
+        // What keeps admitted work alive or ends it is never refused.
+        #expect(!guardian.sheds(try request("SUBSCRIBE", toTag: "ours")))
+        #expect(!guardian.sheds(try request("BYE", toTag: "ours")))
+        for method in ["ACK", "CANCEL", "NOTIFY"] { #expect(!guardian.sheds(try request(method)), "\(method)") }
+        // Between the thresholds it keeps shedding; below the lower one it stops.
+        for _ in 0..<30 { guardian.observe(lag: .milliseconds(25)) }
+        #expect(guardian.isShedding)
+        for _ in 0..<30 { guardian.observe(lag: .milliseconds(2)) }
+        #expect(!guardian.isShedding)
+    }
+}

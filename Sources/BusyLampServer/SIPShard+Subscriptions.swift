@@ -345,22 +345,25 @@ extension SIPShard {
         subscriptionWriteScheduled = true
         eventLoop.scheduleTask(in: configuration.subscriptionWriteDelay) { [self] in
             subscriptionWriteScheduled = false
-            writePendingSubscriptions()
+            if !isStopped { writePendingSubscriptions() }
         }
     }
 
     /// Writes the batched subscription changes in one transaction.
-    func writePendingSubscriptions() {
-        guard !pendingSubscriptionWrites.isEmpty else { return }
+    /// Returns when the write is done (or failed, which is logged).
+    @discardableResult
+    func writePendingSubscriptions() -> EventLoopFuture<Void> {
+        guard !pendingSubscriptionWrites.isEmpty else { return eventLoop.makeSucceededVoidFuture() }
         let batch = Array(pendingSubscriptionWrites.values)
         pendingSubscriptionWrites.removeAll(keepingCapacity: true)
         let store = subscriptionStore
-        storeThread.runIfActive(eventLoop: eventLoop) { try store.upsert(batch) }
-            .whenFailure { [logger] error in
+        return storeThread.runIfActive(eventLoop: eventLoop) { try store.upsert(batch) }
+            .flatMapErrorWithEventLoop { [logger] error, eventLoop in
                 logger.error(
                     "Subscription batch write failed",
                     metadata: [LogKey.subscriptionCount: "\(batch.count)", LogKey.error: "\(error)"]
                 )
+                return eventLoop.makeSucceededVoidFuture()
             }
     }
 

@@ -65,6 +65,8 @@ final class SIPShard: @unchecked Sendable {
     /// When the last tick ran, and the guard it feeds.
     private var lastTickAt = NIODeadline.now()
     var overload: OverloadGuard
+    /// Set by `stop`: a batched write scheduled before it must not start after the store stops.
+    var isStopped = false
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
     private var sweepTasks: [RepeatedTask] = []
@@ -194,13 +196,15 @@ final class SIPShard: @unchecked Sendable {
         }.get()
     }
 
-    /// Stops the sweeps, writes what is pending and closes the sockets.
+    /// Closes the sockets, stops the sweeps and waits for what is pending to be written (the
+    /// store thread stops after every shard, and would cancel a write still queued).
     func stop() async {
-        try? await eventLoop.submit {
-            for task in self.sweepTasks { task.cancel() }
-            self.writePendingSubscriptions()
-        }.get()
         await transport.close()
+        try? await eventLoop.flatSubmit {
+            for task in self.sweepTasks { task.cancel() }
+            self.isStopped = true
+            return self.writePendingSubscriptions()
+        }.get()
     }
 
     /// The directory changed (the admin API wrote the store): rules apply to live

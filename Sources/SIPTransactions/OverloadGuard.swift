@@ -16,9 +16,9 @@ import SIPCore
 public struct OverloadGuard: Sendable {
     public struct Settings: Sendable {
         /// Smoothed lag above which new work is refused.
-        public var sheddingStartsAt: Duration = .milliseconds(40)
+        public var sheddingStartsAt: Duration = .milliseconds(120)
         /// Smoothed lag below which it is accepted again.
-        public var sheddingStopsAt: Duration = .milliseconds(15)
+        public var sheddingStopsAt: Duration = .milliseconds(45)
         /// The weight of each new sample in the smoothed lag.
         public var smoothing: Double = 0.2
         /// Seconds a refused phone is asked to wait (`Retry-After`).

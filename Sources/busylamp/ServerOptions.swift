@@ -163,7 +163,7 @@ struct ServerOptions: ParsableArguments {
         // connection IDs have room for 256).
         let sipThreads = min(64, try positiveInteger("sip_threads", default: System.coreCount))
         // A shard whose event loop runs this late (smoothed) answers new work 503 (OverloadGuard).
-        let overloadLagMilliseconds = try positiveInteger("overload_lag_ms", default: 40)
+        let overloadLagMilliseconds = try positiveInteger("overload_lag_ms", default: 120)
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
         var digestAlgorithms = DigestPolicy.default.algorithms

@@ -98,8 +98,10 @@ def run_load(a, srv, args, tag, limit):
     """busylamp-load ARGS against srv; its JSON as a dict (its output in WORK/runs/TAG.log)."""
     out = os.path.join(a.work, "runs", tag + "-load.json")
     logf = os.path.join(a.work, "runs", tag + "-load.log")
+    # Phones come from many addresses; one socket would put every flow on one of BusyLamp's
+    # shards (SO_REUSEPORT spreads by source address). Kamailio's children share one socket.
     cmd = [a.load] + args + ["--server", "%s:%d" % (HOST, srv.port), "--domain", domain_of(srv),
-                             "--json", out, "--quiet"]
+                             "--sockets", str(a.load_sockets), "--json", out, "--quiet"]
     with open(logf, "w") as fh:
         fh.write(" ".join(cmd) + "\n")
         fh.flush()
@@ -390,6 +392,7 @@ def main():
                     choices=["subscribe", "fanout", "memory"])
     ap.add_argument("--rates", nargs="+", type=int, default=[2000, 4000, 6000, 8000, 10000, 15000, 20000])
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--load-sockets", type=int, default=8, help="busylamp-load's client sockets (source ports)")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--drain", type=float, default=10, help="seconds the tool waits for flows in flight")
     ap.add_argument("--max-retrans", type=float, default=0.001, help="clean: retransmissions / requests at most")

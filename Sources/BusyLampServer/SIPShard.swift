@@ -372,7 +372,11 @@ final class SIPShard: @unchecked Sendable {
     /// the tick runs is how busy the loop is: the overload guard's signal.
     private func fireDueTimers() {
         let now = NIODeadline.now()
-        overload.observe(lag: Duration(now - lastTickAt - TimeAmount(timers.tick)))
+        overload.observe(
+            lag: Duration(now - lastTickAt - TimeAmount(timers.tick)),
+            requestsReceived: transactions.requestsReceived,
+            retransmissionsReceived: transactions.retransmissionsReceived
+        )
         lastTickAt = now
         let elapsed = now - timersEpoch
         let tick = max(1, TimeAmount(timers.tick).nanoseconds)

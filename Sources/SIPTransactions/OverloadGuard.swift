@@ -9,10 +9,15 @@ import SIPCore
 /// completed rate falls the more is offered. A refusal costs a parse and one datagram; an
 /// admitted SUBSCRIBE with digest costs two transactions, a hash, a store write and a NOTIFY.
 ///
-/// The signal is the event loop's lag: how late the shard's timer tick runs, which is how long
-/// the loop was busy with other work. It is smoothed, and shedding has hysteresis (it starts
-/// above `sheddingStartsAt` and stops below `sheddingStopsAt`) so that it does not flap. Like
-/// the other machines it reads no clock: the driver reports each lag it measures.
+/// Two signals, either of which starts shedding:
+/// - the share of received requests that are retransmissions: over UDP, phones retransmit when
+///   an answer takes longer than T1, so when requests wait in the socket buffer (where the event
+///   loop cannot see them) the share jumps from about nothing to most requests;
+/// - the event loop's lag: how late the shard's timer tick runs, which is how long the loop was
+///   busy with other work.
+/// Each is smoothed, and shedding has hysteresis (it starts above the `…StartsAt` figure and
+/// stops once both are below their `…StopsAt` figure) so that it does not flap. Like the other
+/// machines it reads no clock: the driver reports what it measures at each tick.
 public struct OverloadGuard: Sendable {
     public struct Settings: Sendable {
         /// Smoothed lag above which new work is refused.
@@ -21,6 +26,13 @@ public struct OverloadGuard: Sendable {
         public var sheddingStopsAt: Duration = .milliseconds(45)
         /// The weight of each new sample in the smoothed lag.
         public var smoothing: Double = 0.2
+        /// Smoothed share of retransmitted requests above which new work is refused, and below
+        /// which it is accepted again.
+        public var retransmissionShareStartsAt = 0.2
+        public var retransmissionShareStopsAt = 0.05
+        /// Requests a sample needs before its share counts (a quiet server's few
+        /// retransmissions from a lossy link are not overload).
+        public var minimumRequestsPerSample = 50
         /// Seconds a refused phone is asked to wait (`Retry-After`).
         public var retryAfterSeconds = 5
         public init() {}
@@ -35,13 +47,40 @@ public struct OverloadGuard: Sendable {
         self.settings = settings
     }
 
+    /// The smoothed share of received requests that were retransmissions.
+    public private(set) var smoothedRetransmissionShare: Double = 0
+    private var requestsSeen = 0
+    private var retransmissionsSeen = 0
+
     /// The loop ran its tick `lag` later than asked.
     public mutating func observe(lag: Duration) {
+        observe(lag: lag, requestsReceived: requestsSeen, retransmissionsReceived: retransmissionsSeen)
+    }
+
+    /// The loop ran its tick `lag` late, and the transaction layer's counters of received
+    /// requests and retransmissions stand at these figures (running totals).
+    public mutating func observe(lag: Duration, requestsReceived: Int, retransmissionsReceived: Int) {
         let sample = max(0, Self.seconds(lag))
         smoothedLag += settings.smoothing * (sample - smoothedLag)
+        let requests = requestsReceived &- requestsSeen
+        if requests >= settings.minimumRequestsPerSample {
+            let share = Double(retransmissionsReceived &- retransmissionsSeen) / Double(requests)
+            smoothedRetransmissionShare += settings.smoothing * (share - smoothedRetransmissionShare)
+            requestsSeen = requestsReceived
+            retransmissionsSeen = retransmissionsReceived
+        } else if requests < 0 {
+            requestsSeen = requestsReceived
+            retransmissionsSeen = retransmissionsReceived
+        }
         if isShedding {
-            if smoothedLag < Self.seconds(settings.sheddingStopsAt) { isShedding = false }
-        } else if smoothedLag > Self.seconds(settings.sheddingStartsAt) {
+            if smoothedLag < Self.seconds(settings.sheddingStopsAt)
+                && smoothedRetransmissionShare < settings.retransmissionShareStopsAt
+            {
+                isShedding = false
+            }
+        } else if smoothedLag > Self.seconds(settings.sheddingStartsAt)
+            || smoothedRetransmissionShare > settings.retransmissionShareStartsAt
+        {
             isShedding = true
         }
     }

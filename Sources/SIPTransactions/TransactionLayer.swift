@@ -86,6 +86,11 @@ public struct TransactionLayer: Sendable {
     /// How many transactions are running.
     public var count: Int { entries.count }
 
+    /// Requests received (ACKs aside), and how many of them retransmitted one already received:
+    /// over UDP, a sign that requests wait longer than T1 (``OverloadGuard``).
+    public private(set) var requestsReceived = 0
+    public private(set) var retransmissionsReceived = 0
+
     public func contains(_ key: TransactionKey) -> Bool { entries[key] != nil }
 
     /// The request that created the transaction `key`.
@@ -118,7 +123,9 @@ public struct TransactionLayer: Sendable {
         if request.method == .ack {
             return receivedACK(request, key: key, from: peer)
         }
+        requestsReceived &+= 1
         if var entry = entries[key] {
+            retransmissionsReceived &+= 1
             let actions: [TransactionAction]
             switch entry.machine {
             case .serverInvite(var machine):

@@ -47,3 +47,27 @@ import Testing
         #expect(!guardian.isShedding)
     }
 }
+
+extension OverloadGuardTests {
+    /// Requests waiting in the socket buffer do not delay the loop's tick, but the phones
+    /// retransmit them: the share of retransmissions starts shedding, and its fall ends it.
+    @Test func retransmissionsShedAndRecover() throws {
+        var guardian = OverloadGuard()
+        var requests = 0
+        var retransmissions = 0
+        func tick(_ new: Int, _ again: Int) {
+            requests += new + again
+            retransmissions += again
+            guardian.observe(lag: .milliseconds(5), requestsReceived: requests, retransmissionsReceived: retransmissions)
+        }
+        // A lossy link: 2 % retransmissions, and a quiet moment with only retransmissions.
+        for _ in 0..<50 { tick(98, 2) }
+        tick(0, 3)
+        #expect(!guardian.isShedding)
+        for _ in 0..<10 { tick(40, 60) }
+        #expect(guardian.isShedding)
+        #expect(guardian.sheds(try request("SUBSCRIBE")))
+        for _ in 0..<30 { tick(100, 0) }
+        #expect(!guardian.isShedding)
+    }
+}

@@ -411,7 +411,8 @@ public struct NotifierStateMachine: Sendable {
     /// An active NOTIFY with the full current state; the subscription (CSeq and version moved)
     /// is persisted first.
     private mutating func notifyNow(_ id: String, now: Date) -> [Action] {
-        guard var watch = watches[id] else { return [] }
+        // Taken out of the table while it changes, so that it is the only reference to its dialog.
+        guard var watch = watches.removeValue(forKey: id) else { return [] }
         let notify = makeNotify(&watch, terminated: nil, now: now)
         watch.phase = .notifying(pending: false)
         watches[id] = watch
@@ -465,8 +466,9 @@ public struct NotifierStateMachine: Sendable {
     /// Builds the next NOTIFY in the subscription's dialog (its CSeq rises by one) with the
     /// line's whole state; the body's version is the subscription's next one.
     private func makeNotify(_ watch: inout Watch, terminated reason: TerminationReason?, now: Date) -> SIPRequest {
-        var subscription = watch.subscription
-        var notify = subscription.dialog.makeRequest(method: .notify)
+        // In place: a copy of the subscription would copy its dialog (copy on write).
+        var notify = watch.subscription.dialog.makeRequest(method: .notify)
+        let subscription = watch.subscription
         // RFC 6665 §8.2.1 / §4.2.1.2: NOTIFY carries the Event of the subscription and a
         // Subscription-State; `active` with the remaining seconds, or `terminated` with a reason.
         notify.headers.add(.event, subscription.event.rawValue)
@@ -498,9 +500,8 @@ public struct NotifierStateMachine: Sendable {
             notify.body = Array(body.utf8)
             // RFC 4235 §4.1: the version "MUST be incremented by 1 for each new document being
             // sent to a subscriber". Counted for presence too, where it is not on the wire.
-            subscription.nextVersion = Self.adding(1, to: subscription.nextVersion)
+            watch.subscription.nextVersion = Self.adding(1, to: subscription.nextVersion)
         }
-        watch.subscription = subscription
         return notify
     }
 

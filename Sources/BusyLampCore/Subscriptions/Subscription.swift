@@ -38,24 +38,7 @@ public struct Subscription: Sendable, Hashable, Identifiable {
     public var entity: String
     /// The subscription's dialog: Call-ID, tags, CSeq of our NOTIFYs (never backwards, across
     /// restarts too), route set, remote target.
-    public var dialog: Dialog {
-        get { dialogStorage.value }
-        set {
-            if isKnownUniquelyReferenced(&dialogStorage) {
-                dialogStorage.value = newValue
-            } else {
-                dialogStorage = DialogStorage(newValue)
-            }
-        }
-        _modify {
-            if !isKnownUniquelyReferenced(&dialogStorage) { dialogStorage = DialogStorage(dialogStorage.value) }
-            yield &dialogStorage.value
-        }
-    }
-    /// The dialog is most of a subscription's bytes (URIs, tags, route set): kept out of line,
-    /// copy on write, so that the notifier's table holds a small record per subscription and
-    /// every copy of one (store writes, queries) is a reference, not 500 bytes.
-    private var dialogStorage: DialogStorage
+    public var dialog: Dialog
     /// Where the SUBSCRIBE came from: NOTIFYs go back there (over its TCP connection while it
     /// lasts), not to the Contact, which is often a private address behind NAT.
     public var source: SIPPeer
@@ -84,7 +67,7 @@ public struct Subscription: Sendable, Hashable, Identifiable {
         self.watcherNumber = watcherNumber
         self.targetNumber = targetNumber
         self.entity = entity
-        self.dialogStorage = DialogStorage(dialog)
+        self.dialog = dialog
         self.source = source
         self.expiresAt = expiresAt
         self.nextVersion = nextVersion
@@ -93,15 +76,4 @@ public struct Subscription: Sendable, Hashable, Identifiable {
     }
 
     public static func id(callID: String, localTag: String) -> String { "\(callID);\(localTag)" }
-}
-
-/// A subscription's dialog out of line. Mutated only when uniquely referenced (the
-/// subscription's copy-on-write accessors), so sharing it between threads is safe.
-private final class DialogStorage: @unchecked Sendable, Hashable {
-    var value: Dialog
-
-    init(_ value: Dialog) { self.value = value }
-
-    static func == (lhs: DialogStorage, rhs: DialogStorage) -> Bool { lhs === rhs || lhs.value == rhs.value }
-    func hash(into hasher: inout Hasher) { hasher.combine(value) }
 }

@@ -138,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "busylamp-load",
             dependencies: [
-                "SIPCore", "SIPAuth",
+                "SIPCore", "SIPAuth", "SIPTransactions",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

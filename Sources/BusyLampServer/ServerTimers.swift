@@ -66,9 +66,6 @@ struct ServerTimers {
     /// How many timers are armed.
     var count: Int { wheel.count }
 
-    /// The wheel's clock, in ticks since the driver started it.
-    var currentTick: UInt64 { wheel.currentTick }
-
     mutating func arm(_ timer: TransactionTimer, for key: TransactionKey, after duration: Duration) {
         let handle = wheel.schedule(.transaction(key, timer), afterTicks: ticks(duration))
         if let replaced = transactionTimers.record(timer, of: key, as: handle) { wheel.cancel(replaced) }

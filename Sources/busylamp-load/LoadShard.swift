@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import SIPCore
+import SIPTransactions
 
 /// One client flow: a REGISTER, a subscription, or a call's caller leg. Kept small: the
 /// flows of a run live in one array and are found again from the index in their Call-ID.
@@ -36,8 +37,8 @@ struct ClientFlow {
     var got2xx = false
     var gotNotify = false
     var gotRinging = false
-    /// Bumped whenever the flow's timer changes: a wheel entry with an older one is stale.
-    var generation: UInt32 = 0
+    /// The flow's one armed timer (retransmission, timeout, talk time), if any.
+    var timer: TimingWheel<LoadTimer>.Handle?
     var cseq: UInt32 = 1
     var retransmitMillis: UInt32 = 0
     var startedAt: UInt64
@@ -63,7 +64,8 @@ struct CalleeLeg {
     var callID: String
     var inviteCSeq: UInt32
     var phase: Phase = .ringing
-    var generation: UInt32 = 0
+    /// The leg's one armed timer (ring time, 2xx retransmission), if any.
+    var timer: TimingWheel<LoadTimer>.Handle?
     var socket: UInt16
     var remote: SocketAddress
     var invite: SIPRequest?
@@ -81,6 +83,12 @@ struct FanoutCall: Sendable {
     var lastNanos: [UInt64] = [0, 0, 0]
     var watchers = 0
     var ended = false
+}
+
+/// What a timer of the load belongs to.
+enum LoadTimer: Sendable {
+    case flow(Int)
+    case leg(Int)
 }
 
 /// Runs one share of a load on one event loop: its own sockets, flows, timer wheel and
@@ -126,10 +134,9 @@ final class LoadShard: @unchecked Sendable {
     private var dirty: [Bool] = []
     let done: EventLoopPromise<Void>
 
-    // Timer wheel: 1 ms slots; an entry is (leg bit, index, generation).
-    private static let wheelSize = 1 << 16
-    private var wheel: [[UInt64]] = Array(repeating: [], count: LoadShard.wheelSize)
-    private var wheelMillis: UInt64 = 0
+    /// Every flow's and leg's timer, in milliseconds since `origin` (SIPTransactions' wheel:
+    /// arming and cancelling are O(1)).
+    private var wheel = TimingWheel<LoadTimer>(slotCount: 1 << 16)
 
     init(plan: LoadPlan, loop: EventLoop) {
         self.plan = plan
@@ -201,7 +208,7 @@ final class LoadShard: @unchecked Sendable {
 
     func start() {
         origin = now()
-        wheelMillis = 0
+        wheel = TimingWheel(slotCount: 1 << 16)
         switch plan.scenario {
         case .register, .subscribe:
             beginOffering()
@@ -493,7 +500,7 @@ final class LoadShard: @unchecked Sendable {
     private func succeed(_ index: Int, at time: UInt64) {
         let kind = flows[index].kind
         flows[index].pending = nil
-        flows[index].generation &+= 1
+        cancelTimer(flow: index)
         if kind == .call, plan.scenario == .fanout, let call = currentCall { fanout[call].ended = true }
         if isSetup(kind) {
             setup.succeed(at: time)
@@ -508,7 +515,7 @@ final class LoadShard: @unchecked Sendable {
         let kind = flows[index].kind
         flows[index].phase = .finished
         flows[index].pending = nil
-        flows[index].generation &+= 1
+        cancelTimer(flow: index)
         if kind == .call, plan.scenario == .fanout, let call = currentCall { fanout[call].ended = true }
         if isSetup(kind) {
             if let status { setup.fail(status: status, at: time) } else { setup.timeout(at: time) }
@@ -536,36 +543,41 @@ final class LoadShard: @unchecked Sendable {
     // MARK: Timers
 
     private func schedule(flow index: Int, atMillis when: UInt64) {
-        flows[index].generation &+= 1
-        insert(UInt64(index) << 32 | UInt64(flows[index].generation), atMillis: when)
+        cancelTimer(flow: index)
+        flows[index].timer = wheel.schedule(.flow(index), afterTicks: ticks(until: when))
     }
 
     private func schedule(leg index: Int, atMillis when: UInt64) {
-        legs[index].generation &+= 1
-        insert(1 << 63 | UInt64(index) << 32 | UInt64(legs[index].generation), atMillis: when)
+        cancelTimer(leg: index)
+        legs[index].timer = wheel.schedule(.leg(index), afterTicks: ticks(until: when))
     }
 
-    private func insert(_ entry: UInt64, atMillis when: UInt64) {
-        // Farther than the wheel reaches: the entry fires early and is looked at again then.
-        let clamped = min(max(when, wheelMillis + 1), wheelMillis + UInt64(Self.wheelSize - 1))
-        wheel[Int(clamped & UInt64(Self.wheelSize - 1))].append(entry)
+    private func cancelTimer(flow index: Int) {
+        if let timer = flows[index].timer { wheel.cancel(timer) }
+        flows[index].timer = nil
+    }
+
+    private func cancelTimer(leg index: Int) {
+        if let timer = legs[index].timer { wheel.cancel(timer) }
+        legs[index].timer = nil
+    }
+
+    private func ticks(until when: UInt64) -> UInt64 {
+        when > wheel.currentTick ? when - wheel.currentTick : 0
     }
 
     private func runWheel(until nowMillis: UInt64) {
-        while wheelMillis < nowMillis {
-            wheelMillis += 1
-            let slot = Int(wheelMillis & UInt64(Self.wheelSize - 1))
-            guard !wheel[slot].isEmpty else { continue }
-            let entries = wheel[slot]
-            wheel[slot].removeAll(keepingCapacity: true)
-            for entry in entries {
-                let index = Int((entry >> 32) & 0x7FFF_FFFF)
-                let generation = UInt32(truncatingIfNeeded: entry)
-                if entry >> 63 == 1 {
-                    if legs[index].generation == generation { legTimer(index) }
-                } else if flows[index].generation == generation {
-                    flowTimer(index)
-                }
+        for (handle, timer) in wheel.advance(to: nowMillis) {
+            // A timer re-armed or cancelled by one handled before it in this batch is stale.
+            switch timer {
+            case .flow(let index) where flows[index].timer == handle:
+                flows[index].timer = nil
+                flowTimer(index)
+            case .leg(let index) where legs[index].timer == handle:
+                legs[index].timer = nil
+                legTimer(index)
+            case .flow, .leg:
+                continue
             }
         }
     }
@@ -935,7 +947,7 @@ final class LoadShard: @unchecked Sendable {
             guard let index = existing, legs[index].phase == .answered else { return }
             legs[index].phase = .confirmed
             legs[index].invite = nil
-            legs[index].generation &+= 1
+            cancelTimer(leg: index)
             setup[.calleeAnswered] += 1
         case .bye:
             respond(request, 200, "OK", socket: socket, to: address)
@@ -966,7 +978,7 @@ final class LoadShard: @unchecked Sendable {
         legByCallID[legs[index].callID] = nil
         legs[index].phase = .finished
         legs[index].invite = nil
-        legs[index].generation &+= 1
+        cancelTimer(leg: index)
         freeLegs.append(index)
     }
 

@@ -65,9 +65,6 @@ public final class SIPServer: Sendable {
         public var timerTick: Duration = .milliseconds(4)
         /// When a shard refuses new work because it is past capacity.
         public var overload = OverloadGuard.Settings()
-        /// Event loops serving SIP, each a shard with its own sockets on the same ports
-        /// (`sip_threads`; default one per core).
-        public var shardCount = System.coreCount
         public init() {}
     }
 
@@ -80,7 +77,7 @@ public final class SIPServer: Sendable {
     /// Every line-state change, for the admin API's live view and anyone else who listens.
     public let lineStateFeed: LineStateFeed
 
-    /// `eventLoops`: one per shard (``Configuration/shardCount`` of them, or fewer).
+    /// `eventLoops`: one per shard (`sip_threads` of them; one per core by default).
     public init(
         eventLoops: [EventLoop],
         directory: Directory,

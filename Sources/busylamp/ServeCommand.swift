@@ -71,7 +71,6 @@ enum ServerLauncher {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: resolved.sipThreads)
         var configuration = SIPServer.Configuration()
-        configuration.shardCount = resolved.sipThreads
         configuration.overload.sheddingStartsAt = .milliseconds(resolved.overloadLagMilliseconds)
         configuration.overload.sheddingStopsAt = .milliseconds(max(1, resolved.overloadLagMilliseconds * 3 / 8))
         configuration.listenAddresses = resolved.listenAddresses

@@ -373,6 +373,20 @@ extension SIPShard {
         expireLiveBindings(now: now)
         execute(notifier.expire(now: now))
         reportGauges()
+        releaseUnusedCapacity()
+    }
+
+    /// A burst (a SUBSCRIBE storm, a restart's re-NOTIFYs) grows the per-transaction tables;
+    /// once it has passed, their empty buckets go back to the allocator instead of staying
+    /// resident for the life of the process.
+    private func releaseUnusedCapacity() {
+        transactions.releaseUnusedCapacity()
+        timers.releaseUnusedCapacity()
+        inboundFlows.releaseUnusedCapacity()
+        notifyTransactions.releaseUnusedCapacity()
+        callTransactions.releaseUnusedCapacity()
+        pendingSubscriptionWrites.releaseUnusedCapacity()
+        notifier.releaseUnusedCapacity()
     }
 
     /// The gauges, once a second with the sweep (handles made once, in ``ServerMetrics``).

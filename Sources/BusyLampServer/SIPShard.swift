@@ -186,12 +186,17 @@ final class SIPShard: @unchecked Sendable {
                 ) { _ in self.sweepEndedSubscriptions() },
             ]
             if self.ownsLines {
-                self.sweepTasks.append(
+                self.sweepTasks.append(contentsOf: [
                     self.eventLoop.scheduleRepeatedTask(
                         initialDelay: .seconds(1),
                         delay: self.configuration.bindingSweepInterval
-                    ) { _ in self.sweepExpiredBindings() }
-                )
+                    ) { _ in self.sweepExpiredBindings() },
+                    // One shard is enough: the allocator's arenas are the process's.
+                    self.eventLoop.scheduleRepeatedTask(
+                        initialDelay: TimeAmount(HeapMemory.trimInterval),
+                        delay: TimeAmount(HeapMemory.trimInterval)
+                    ) { _ in HeapMemory.releaseFreePages() },
+                ])
             }
         }.get()
     }

@@ -45,6 +45,9 @@ struct ServerTimers {
         mutating func removeAll(of owner: Owner) -> [Handle] {
             armed.removeValue(forKey: owner)?.map(\.handle) ?? []
         }
+
+        mutating func releaseUnusedCapacity() { armed.releaseUnusedCapacity() }
+        var capacity: Int { armed.capacity }
     }
 
     /// How long one tick of the wheel is; deadlines round up to whole ticks.
@@ -92,6 +95,15 @@ struct ServerTimers {
     mutating func cancelAll(forCall callID: String) {
         for handle in callTimers.removeAll(of: callID) { wheel.cancel(handle) }
     }
+
+    /// Gives back the owner tables' storage after a burst of transactions has ended.
+    mutating func releaseUnusedCapacity() {
+        transactionTimers.releaseUnusedCapacity()
+        callTimers.releaseUnusedCapacity()
+    }
+
+    /// Room in the owner tables (for tests of the above).
+    var ownerCapacity: Int { transactionTimers.capacity + callTimers.capacity }
 
     /// Moves the clock to `tick`: what is due now waits in order for `nextDue()`.
     mutating func advance(to tick: UInt64) {

@@ -11,8 +11,13 @@ extension SQLiteStore: SubscriptionStore {
     public func upsert(_ subscriptions: [Subscription]) throws {
         guard !subscriptions.isEmpty else { return }
         try writer.write { db in
+            var statement: Statement?
             for subscription in subscriptions {
-                try SubscriptionRecord(subscription).insert(db, onConflict: .replace)
+                let values = try SubscriptionRecord(subscription).columnValues()
+                if statement == nil {
+                    statement = try db.cachedStatement(sql: SubscriptionRecord.upsertSQL(columns: values.map(\.column)))
+                }
+                try statement?.execute(arguments: StatementArguments(values.map(\.value)))
             }
         }
     }

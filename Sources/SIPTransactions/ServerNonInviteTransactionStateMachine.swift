@@ -60,8 +60,11 @@ public struct ServerNonInviteTransactionStateMachine: Sendable {
     }
 
     private var state: State
-    /// The request that created the transaction.
-    public let request: SIPRequest
+    /// The request that created the transaction, until `start()` hands it to the transaction
+    /// user: nothing later needs it (a retransmission is answered with the response, matched by
+    /// the transaction's key), and over UDP the transaction lives 32 s more (issue 10: kept
+    /// requests were a fifth of the heap under a SUBSCRIBE load).
+    public private(set) var request: SIPRequest?
     public let reliability: TransportReliability
     public let timers: SIPTimers
 
@@ -82,7 +85,7 @@ public struct ServerNonInviteTransactionStateMachine: Sendable {
     /// RFC 3261 §17.2.2: "The state machine is initialized in the 'Trying' state and is passed a
     /// request other than INVITE or ACK when initialized. This request is passed up to the TU."
     public mutating func start() -> [Action] {
-        guard case .initial = state else { return [] }
+        guard case .initial = state, let request = request.take() else { return [] }
         state = .trying
         return [.deliverToTransactionUser(.request(request))]
     }

@@ -26,9 +26,19 @@ public struct TransactionKey: Hashable, Sendable, CustomStringConvertible {
     public let role: Role
     let identity: Identity
 
+    /// Kept small (a key is stored with its transaction, its flow and each of its timers): the
+    /// rare RFC 2543 identity, seven fields with a URI and a Via, lives out of line.
     enum Identity: Hashable, Sendable {
         case branch(String, sentBy: String?, method: SIPMethod)
-        case rfc2543(RFC2543Identity)
+        case rfc2543(RFC2543Box)
+    }
+
+    /// An immutable box: copies share it, and a changed identity is a new box.
+    final class RFC2543Box: Hashable, Sendable {
+        let identity: RFC2543Identity
+        init(_ identity: RFC2543Identity) { self.identity = identity }
+        static func == (lhs: RFC2543Box, rhs: RFC2543Box) -> Bool { lhs.identity == rhs.identity }
+        func hash(into hasher: inout Hasher) { hasher.combine(identity) }
     }
 
     struct RFC2543Identity: Hashable, Sendable {
@@ -70,14 +80,16 @@ public struct TransactionKey: Hashable, Sendable, CustomStringConvertible {
         self.init(
             role: .server,
             identity: .rfc2543(
-                RFC2543Identity(
-                    requestURI: request.uri,
-                    toTag: request.to?.tag,
-                    fromTag: request.from?.tag,
-                    callID: callID,
-                    sequenceNumber: cseq.number,
-                    topVia: topVia,
-                    method: method
+                RFC2543Box(
+                    RFC2543Identity(
+                        requestURI: request.uri,
+                        toTag: request.to?.tag,
+                        fromTag: request.from?.tag,
+                        callID: callID,
+                        sequenceNumber: cseq.number,
+                        topVia: topVia,
+                        method: method
+                    )
                 )
             )
         )
@@ -117,7 +129,7 @@ public struct TransactionKey: Hashable, Sendable, CustomStringConvertible {
     public var method: SIPMethod {
         switch identity {
         case .branch(_, _, let method): return method
-        case .rfc2543(let identity): return identity.method
+        case .rfc2543(let box): return box.identity.method
         }
     }
 
@@ -131,17 +143,19 @@ public struct TransactionKey: Hashable, Sendable, CustomStringConvertible {
         switch identity {
         case .branch(let branch, let sentBy, _):
             return TransactionKey(role: role, identity: .branch(branch, sentBy: sentBy, method: method))
-        case .rfc2543(var identity):
+        case .rfc2543(let box):
+            var identity = box.identity
             identity.method = method
-            return TransactionKey(role: role, identity: .rfc2543(identity))
+            return TransactionKey(role: role, identity: .rfc2543(RFC2543Box(identity)))
         }
     }
 
     /// For an RFC 2543 ACK: the key without the To tag our response added (see the type's doc).
     var withoutToTag: TransactionKey? {
-        guard case .rfc2543(var identity) = identity, identity.toTag != nil else { return nil }
+        guard case .rfc2543(let box) = identity, box.identity.toTag != nil else { return nil }
+        var identity = box.identity
         identity.toTag = nil
-        return TransactionKey(role: role, identity: .rfc2543(identity))
+        return TransactionKey(role: role, identity: .rfc2543(RFC2543Box(identity)))
     }
 
     static func sentBy(_ via: Via) -> String {
@@ -155,8 +169,8 @@ public struct TransactionKey: Hashable, Sendable, CustomStringConvertible {
         case .branch(let branch, let sentBy, let method):
             if let sentBy { return "\(side) \(method) \(branch) \(sentBy)" }
             return "\(side) \(method) \(branch)"
-        case .rfc2543(let identity):
-            return "\(side) \(identity.method) rfc2543 \(identity.callID) \(identity.sequenceNumber)"
+        case .rfc2543(let box):
+            return "\(side) \(box.identity.method) rfc2543 \(box.identity.callID) \(box.identity.sequenceNumber)"
         }
     }
 }

@@ -93,7 +93,16 @@ public struct TransactionLayer: Sendable {
 
     public func contains(_ key: TransactionKey) -> Bool { entries[key] != nil }
 
-    /// The request that created the transaction `key`.
+    /// Returns the table's storage after a burst has passed (``Dictionary/releaseUnusedCapacity(keepingAtLeast:)``).
+    public mutating func releaseUnusedCapacity() {
+        entries.releaseUnusedCapacity()
+    }
+
+    /// How many transactions the table has room for without growing (for tests of the above).
+    public var capacity: Int { entries.capacity }
+
+    /// The request that created the transaction `key` (a non-INVITE server transaction keeps
+    /// its request only until it reached the transaction user).
     public func request(for key: TransactionKey) -> SIPRequest? {
         switch entries[key]?.machine {
         case .serverInvite(let machine): return machine.request

@@ -58,4 +58,18 @@ struct ServerTimersTests {
         #expect(later.count == 2)
         #expect(timers.count == 0)
     }
+
+    @Test func theOwnerTablesGiveBackTheirStorageAfterABurst() {
+        var timers = ServerTimers(tick: .milliseconds(1), slotCount: 64)
+        for call in 0..<5_000 { timers.arm(.ringTimeout, forCall: "call-\(call)", after: .milliseconds(5)) }
+        let grown = timers.ownerCapacity
+        #expect(grown >= 5_000)
+        for call in 10..<5_000 { timers.cancelAll(forCall: "call-\(call)") }
+        timers.releaseUnusedCapacity()
+        #expect(timers.ownerCapacity < grown / 4)
+        timers.advance(to: 5)
+        var fired = 0
+        while timers.nextDue() != nil { fired += 1 }
+        #expect(fired == 10)
+    }
 }

@@ -159,6 +159,14 @@ public struct NotifierStateMachine: Sendable {
         return false
     }
 
+    /// Gives back the tables' storage after many subscriptions ended at once (a Swift
+    /// dictionary never shrinks by itself).
+    public mutating func releaseUnusedCapacity() {
+        watches.releaseUnusedCapacity()
+        endings.releaseUnusedCapacity()
+        watchIDsByTarget.releaseUnusedCapacity()
+    }
+
     /// The earliest expiry of a live subscription: when `expire(now:)` next has work.
     public var nextExpiry: Date? {
         watches.values.lazy.map(\.subscription.expiresAt).min()

@@ -391,8 +391,7 @@ extension SIPShard {
 
     /// The gauges, once a second with the sweep (handles made once, in ``ServerMetrics``).
     private func reportGauges() {
-        var active: [EventPackage: Int] = [:]
-        for subscription in notifier.subscriptions { active[subscription.event, default: 0] += 1 }
+        let active = notifier.liveCounts
         let total = subscriptionCensus.report(active, shard: index)
         shardSubscriptions.record(active.values.reduce(0, +))
         for (event, gauge) in metrics.activeSubscriptions { gauge.record(total[event] ?? 0) }
@@ -433,13 +432,19 @@ extension SIPShard {
 
     /// The address the flow's listener answers on; the platform domain for a wildcard listener.
     func localHostPort(for flow: SIPFlow) -> (host: String, port: Int) {
-        let listener =
-            transport.listeners.indices.contains(flow.listenerIndex) ? transport.listeners[flow.listenerIndex] : nil
-        let port = listener?.localAddress.port ?? 5060
-        guard let ip = listener?.localAddress.ipAddress, ip != "0.0.0.0", ip != "::" else {
-            return (directory.platform.domain, port)
+        guard listenerHostPorts.indices.contains(flow.listenerIndex) else { return (directory.platform.domain, 5060) }
+        return listenerHostPorts[flow.listenerIndex]
+    }
+
+    /// Every listener's host and port as our Via and Contact write them, worked out once (at
+    /// start and when the domain changes) rather than per message: a socket address's text and
+    /// the IPv6 test cost a few percent of a SUBSCRIBE (issue 10's profile).
+    static func hostPorts(of listeners: [SIPTransport.BoundListener], domain: String) -> [(host: String, port: Int)] {
+        listeners.map { listener in
+            let port = listener.localAddress.port ?? 5060
+            guard let ip = listener.localAddress.ipAddress, ip != "0.0.0.0", ip != "::" else { return (domain, port) }
+            return (ip.contains(":") ? "[\(ip)]" : ip, port)
         }
-        return (ip.contains(":") ? "[\(ip)]" : ip, port)
     }
 
     /// Our Contact URI for requests and responses on `flow`.

@@ -78,6 +78,8 @@ final class SIPShard: @unchecked Sendable {
     let lineStateFeed: LineStateFeed
     /// The bound listeners (for our host names after a directory change).
     private var boundListeners: [SIPTransport.BoundListener] = []
+    /// Our host and port on each of this shard's listeners (``localHostPort(for:)``).
+    var listenerHostPorts: [(host: String, port: Int)] = []
 
     // Subscriptions (SIPShard+Subscriptions.swift)
     var notifier: NotifierStateMachine
@@ -173,6 +175,10 @@ final class SIPShard: @unchecked Sendable {
         try await eventLoop.submit {
             self.localHosts = hosts
             self.boundListeners = listeners
+            self.listenerHostPorts = Self.hostPorts(
+                of: self.transport.listeners,
+                domain: self.directory.platform.domain
+            )
             self.timersEpoch = .now()
             self.lastTickAt = self.timersEpoch
             self.sweepTasks = [
@@ -221,6 +227,7 @@ final class SIPShard: @unchecked Sendable {
             // A domain change reaches what was derived from the domain at start: the host names
             // that mean us and the digest realm (nonces issued for the old realm then fail).
             localHosts = Self.localHosts(domain: newDirectory.platform.domain, listeners: boundListeners)
+            listenerHostPorts = Self.hostPorts(of: transport.listeners, domain: newDirectory.platform.domain)
             authenticator.realm = newDirectory.platform.domain
             refusalLog.retainAccounts(Set(newDirectory.accounts.map(\.id)))
             registrar = Registrar(

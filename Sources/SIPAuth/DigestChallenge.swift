@@ -44,6 +44,10 @@ public struct DigestChallenge: Sendable, Hashable {
 
 /// RFC 3261 §25.1 `quoted-string`: `"` and `\` are escaped with a backslash.
 func quoted(_ text: String) -> String {
+    // Realms and nonces never hold either: no scalar-by-scalar copy for them.
+    if !text.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+        return "\"" + text + "\""
+    }
     var out = "\""
     for character in text.unicodeScalars {
         if character == "\"" || character == "\\" { out.unicodeScalars.append("\\") }

@@ -55,9 +55,10 @@ public struct NonceManager: Sendable {
     /// wall clock stepped back a little (Kamailio's `nonce_auth_max_drift` defaults to 3 s).
     public static let maximumClockDrift: Int64 = 3
 
-    /// Kept as bytes (SymmetricKey is not Sendable); a key is made per HMAC, which is cheap.
-    private let secret: [UInt8]
-    private var key: SymmetricKey { SymmetricKey(data: secret) }
+    /// The HMAC key, made once: a key per HMAC (three per digest subscription) copied the
+    /// secret into new secure storage each time. `SymmetricKey` is not marked `Sendable`, but it
+    /// is immutable once made, and this one is only ever read.
+    private nonisolated(unsafe) let key: SymmetricKey
     /// Seconds a nonce stays fresh.
     public let lifetimeSeconds: Int64
     public let maximumTrackedNonces: Int
@@ -88,7 +89,7 @@ public struct NonceManager: Sendable {
             "nonce secret shorter than \(Self.minimumSecretLength) bytes"
         )
         precondition(maximumTrackedNonces > 0, "maximumTrackedNonces must be positive")
-        self.secret = secret
+        self.key = SymmetricKey(data: secret)
         lifetimeSeconds = max(1, lifetime.components.seconds)
         self.maximumTrackedNonces = maximumTrackedNonces
     }
@@ -112,7 +113,12 @@ public struct NonceManager: Sendable {
     /// A new nonce for `realm`, stamped with `now`.
     public func issueNonce<R: RandomNumberGenerator>(realm: String, now: Date, using generator: inout R) -> String {
         var payload = Self.timestampBytes(Self.seconds(now))
-        for _ in 0..<Self.randomByteCount { payload.append(UInt8.random(in: .min ... .max, using: &generator)) }
+        // Eight bytes per draw: each draw from the system's generator is a system call.
+        while payload.count < Self.timestampByteCount + Self.randomByteCount {
+            let random = generator.next()
+            let needed = Self.timestampByteCount + Self.randomByteCount - payload.count
+            withUnsafeBytes(of: random) { payload.append(contentsOf: $0.prefix(needed)) }
+        }
         payload.append(contentsOf: mac(payload, realm: realm))
         return Base64URL.encode(payload)
     }

@@ -57,6 +57,9 @@ public final class SIPTransport: @unchecked Sendable {
     private let logger: Logger
     private var onMessage: MessageHandler?
     private var listenerChannels: [Channel] = []
+    /// UDP listeners written to since the last flush (``flushLater(listener:)``).
+    private var listenersAwaitingFlush: [Int] = []
+    private var flushScheduled = false
     public private(set) var listeners: [BoundListener] = []
     private var connections: [ConnectionID: Channel] = [:]
     /// Connections we opened ourselves (to a trunk), by the address they go to.
@@ -205,7 +208,10 @@ public final class SIPTransport: @unchecked Sendable {
                 return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
             }
             let envelope = AddressedEnvelope(remoteAddress: flow.remoteAddress, data: buffer)
-            return listenerChannels[flow.listenerIndex].writeAndFlush(envelope)
+            let promise = eventLoop.makePromise(of: Void.self)
+            listenerChannels[flow.listenerIndex].write(envelope, promise: promise)
+            flushLater(listener: flow.listenerIndex)
+            return promise.futureResult
         case .tcp, .tls:
             guard let connectionID = flow.connectionID else {
                 // A destination of our choosing (a trunk): open a connection, or reuse ours.
@@ -300,6 +306,22 @@ public final class SIPTransport: @unchecked Sendable {
     }
 
     // MARK: Called by the handlers, on the event loop
+
+    /// Datagrams written in one turn of the loop leave together, in one `sendmmsg` per socket:
+    /// the answers to a burst of reads, a chunk of NOTIFYs. The flush runs as a task, and NIO
+    /// runs tasks after the turn's reads (and tasks queued by tasks in the same turn), so a
+    /// datagram waits for nothing but the rest of its turn's work.
+    private func flushLater(listener index: Int) {
+        if !listenersAwaitingFlush.contains(index) { listenersAwaitingFlush.append(index) }
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.execute { [self] in
+            flushScheduled = false
+            let listeners = listenersAwaitingFlush
+            listenersAwaitingFlush.removeAll(keepingCapacity: true)
+            for index in listeners where index < listenerChannels.count { listenerChannels[index].flush() }
+        }
+    }
 
     func deliver(bytes: [UInt8], framing: SIPFraming, flow: SIPFlow) {
         onMessage?(bytes, framing, flow)

@@ -110,6 +110,22 @@ struct NotifierStateMachineTests {
 
     // MARK: The first NOTIFY
 
+    /// The gauges' counts follow subscriptions as they come, are replaced and end.
+    @Test func liveCountsFollowTheSubscriptions() {
+        var notifier = NotifierStateMachine(directory: Self.directory)
+        _ = notifier.add(Self.subscription(1), now: Self.now)
+        _ = notifier.add(Self.subscription(2), now: Self.now)
+        _ = notifier.add(Self.subscription(3, event: .presence), now: Self.now)
+        #expect(notifier.liveCounts == [.dialog: 2, .presence: 1])
+        // The same dialog again, now for presence, replaces the dialog subscription.
+        _ = notifier.add(Self.subscription(2, event: .presence), now: Self.now)
+        #expect(notifier.liveCounts == [.dialog: 1, .presence: 2])
+        _ = notifier.unsubscribe(id: Self.subscription(1).id, now: Self.now)
+        #expect(notifier.liveCounts[.dialog, default: 0] == 0)
+        #expect(notifier.liveCounts[.presence] == 2)
+        #expect(notifier.count == 2)
+    }
+
     @Test func firstNotifyCarriesTheFullIdleState() throws {
         var notifier = Self.notifier()
         let subscription = Self.subscription()

@@ -89,7 +89,7 @@ public struct NotifierStateMachine: Sendable {
     public private(set) var directory: Directory
 
     /// The live subscriptions.
-    private var watches: [String: Watch] = [:]
+    private var watches = SlotTable<String, Watch>()
     /// Subscriptions that have ended (and been `.remove`d) whose final NOTIFY is owed or in
     /// flight, or that wait for the outcome of a NOTIFY in flight.
     private var endings: [String: Ending] = [:]
@@ -146,6 +146,11 @@ public struct NotifierStateMachine: Sendable {
     /// How many subscriptions are live (without building them, for a gauge).
     public var count: Int { watches.count }
 
+    /// How many subscriptions of each package are live, kept as they come and go: the gauges
+    /// read it every second, and building every subscription for that cost a few percent of a
+    /// shard's time (issue 10's profile).
+    public private(set) var liveCounts: [EventPackage: Int] = [:]
+
     /// The live subscriptions that watch the line with this number, in the order they came.
     public func subscriptions(targetNumber: String) -> [Subscription] {
         (watchIDsByTarget[targetNumber] ?? []).compactMap { watches[$0]?.subscription }
@@ -189,12 +194,12 @@ public struct NotifierStateMachine: Sendable {
         if let existing = watches[id] {
             unindex(existing.subscription)
             watches[id]?.subscription = subscription
-            watchIDsByTarget[subscription.targetNumber, default: []].append(id)
+            index(subscription)
             if subscription.expiresAt <= now { return end(id, reason: .timeout, now: now) }
             return notifyWhenPossible(id, now: now)
         }
         watches[id] = Watch(subscription: subscription)
-        watchIDsByTarget[subscription.targetNumber, default: []].append(id)
+        index(subscription)
         if subscription.expiresAt <= now {
             // RFC 6665 §4.4.3: a fetch is a subscription that expires at once; RFC 6665 §4.1.2.3:
             // > a successful unsubscription will also trigger a final NOTIFY request.
@@ -390,7 +395,7 @@ public struct NotifierStateMachine: Sendable {
             subscription.nextVersion = Self.adding(settings.restartSequenceMargin, to: stored.nextVersion)
             let id = subscription.id
             watches[id] = Watch(subscription: subscription)
-            watchIDsByTarget[subscription.targetNumber, default: []].append(id)
+            index(subscription)
             if let reason = violation(of: subscription) {
                 actions += end(id, reason: reason, now: now)
             } else {
@@ -465,10 +470,17 @@ public struct NotifierStateMachine: Sendable {
         return [.remove(watch.subscription, reason: reason)]
     }
 
+    /// A live subscription joins its line's watchers and the count of its package.
+    private mutating func index(_ subscription: Subscription) {
+        watchIDsByTarget[subscription.targetNumber, default: []].append(subscription.id)
+        liveCounts[subscription.event, default: 0] += 1
+    }
+
     private mutating func unindex(_ subscription: Subscription) {
         let target = subscription.targetNumber
         watchIDsByTarget[target]?.removeAll { $0 == subscription.id }
         if watchIDsByTarget[target]?.isEmpty == true { watchIDsByTarget[target] = nil }
+        liveCounts[subscription.event, default: 0] -= 1
     }
 
     /// Builds the next NOTIFY in the subscription's dialog (its CSeq rises by one) with the

@@ -139,12 +139,38 @@ extension SIPShard {
         case .missingCredentials: reason = "challenge"
         }
         countRefusal(request.method.rawValue, reason: reason)
+        let response = challengeResponse(to: request, outcome: outcome, as: role)
+        execute(transactions.sendResponse(response, for: key), flow: inboundFlows[key])
+    }
+
+    /// The 401 (or 407) with a fresh nonce for each of our algorithms.
+    func challengeResponse(
+        to request: SIPRequest,
+        outcome: DigestOutcome,
+        as role: ChallengeRole = .userAgentServer
+    ) -> SIPResponse {
         // RFC 2617 §3.2.1 and PRODUCT.md rule 5: a stale nonce gets a fresh challenge with
         // stale=true, never a bare 401.
         let headers = authenticator.challengeHeaders(stale: outcome == .stale, now: Date()).map {
             SIPHeaders.Field(name: role.challengeHeader, value: $0)
         }
-        respond(to: request, key: key, status: role.challengeStatus, headers: headers)
+        return makeResponse(to: request, status: role.challengeStatus, headers: headers)
+    }
+
+    /// Whether `request` gets its 401 without a transaction, as a stateless UAS answers (RFC 3261
+    /// §8.2.7): a REGISTER or SUBSCRIBE with no credentials at all, which passes every check that
+    /// `handleRequest` makes before it asks for them (SIP URI, our domain for a REGISTER,
+    /// no Require we lack). A retransmission gets a new 401 with a new nonce, which a phone
+    /// answers like the first; Kamailio's `www_challenge` after `sl_send_reply` does the same.
+    /// Never an INVITE: its final response must be retransmitted until the ACK.
+    func challengesWithoutTransaction(_ request: SIPRequest) -> Bool {
+        guard request.method == .subscribe || request.method == .register,
+            request.headers[.authorization] == nil,
+            request.uri.isSIP,
+            request.method == .subscribe || isLocal(request.uri),
+            capabilities.unsupportedRequirements(of: request).isEmpty
+        else { return false }
+        return true
     }
 
     // MARK: Registration state

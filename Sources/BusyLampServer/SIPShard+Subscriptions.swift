@@ -394,6 +394,7 @@ extension SIPShard {
         let active = notifier.liveCounts
         let total = subscriptionCensus.report(active, shard: index)
         shardSubscriptions.record(active.values.reduce(0, +))
+        shardTransactions.record(transactions.count)
         for (event, gauge) in metrics.activeSubscriptions { gauge.record(total[event] ?? 0) }
         if ownsLines {
             metrics.registeredLines.record(liveBindings.count)

@@ -40,6 +40,8 @@ final class SIPShard: @unchecked Sendable {
     let subscriptionCensus: SubscriptionCensus
     /// This shard's active subscriptions: how evenly the kernel spreads the phones.
     let shardSubscriptions: Gauge
+    /// This shard's running transactions: with the subscriptions, how loaded it is.
+    let shardTransactions: Gauge
 
     let eventLoop: EventLoop
     let transport: SIPTransport
@@ -120,6 +122,7 @@ final class SIPShard: @unchecked Sendable {
         self.lineStateFeed = lineStateFeed
         self.subscriptionCensus = subscriptionCensus
         self.shardSubscriptions = Gauge(label: "busylamp_shard_subscriptions", dimensions: [("shard", String(index))])
+        self.shardTransactions = Gauge(label: "busylamp_shard_transactions", dimensions: [("shard", String(index))])
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.directory = directory
@@ -269,8 +272,15 @@ final class SIPShard: @unchecked Sendable {
             let key = TransactionKey(incoming: request)
             // Past capacity, new work is refused before it costs anything (a retransmission of
             // a request already admitted still reaches its transaction).
-            if overload.sheds(request), let key, !transactions.contains(key) {
+            if overload.isShedding, let key, !transactions.contains(key), overload.sheds(request) {
                 return shed(request, flow: flow)
+            }
+            // The first REGISTER or SUBSCRIBE of a phone carries no credentials: its 401 needs
+            // no transaction (issue 10: one of the three transactions of a subscription).
+            if key != nil, challengesWithoutTransaction(request) {
+                metrics.requests.increment(Self.metricMethod(request.method))
+                countRefusal(request.method.rawValue, reason: "challenge")
+                return send(.response(challengeResponse(to: request, outcome: .missingCredentials)), to: flow)
             }
             if let key, inboundFlows[key] == nil, request.method != .ack {
                 inboundFlows[key] = flow
@@ -374,10 +384,8 @@ final class SIPShard: @unchecked Sendable {
     /// is full, or the shard is past capacity (``OverloadGuard``).
     private func shed(_ request: SIPRequest, flow: SIPFlow) {
         metrics.overloadRejections.increment()
-        var response = SIPResponse(replyingTo: request, statusCode: 503, toTag: Self.makeTag())
-        response.headers.add(.retryAfter, String(overload.settings.retryAfterSeconds))
-        response.headers.add(.server, configuration.serverName)
-        send(.response(response), to: flow)
+        let retryAfter = SIPHeaders.Field(name: .retryAfter, value: String(overload.settings.retryAfterSeconds))
+        send(.response(makeResponse(to: request, status: 503, headers: [retryAfter])), to: flow)
     }
 
     /// The wheel's tick: every timer now due goes back to the machine that armed it. How late
@@ -527,11 +535,29 @@ final class SIPShard: @unchecked Sendable {
         headers: [SIPHeaders.Field] = [],
         includeCapabilities: Bool = false
     ) {
+        let response = makeResponse(
+            to: request,
+            status: status,
+            reason: reason,
+            headers: headers,
+            includeCapabilities: includeCapabilities
+        )
+        execute(transactions.sendResponse(response, for: key), flow: inboundFlows[key])
+    }
+
+    /// Our answer to `request`: a fresh To tag, `headers`, Allow and Supported when asked, Server.
+    func makeResponse(
+        to request: SIPRequest,
+        status: Int,
+        reason: String? = nil,
+        headers: [SIPHeaders.Field] = [],
+        includeCapabilities: Bool = false
+    ) -> SIPResponse {
         var response = SIPResponse(replyingTo: request, statusCode: status, reasonPhrase: reason, toTag: Self.makeTag())
         for field in headers { response.headers.add(field.name, field.value) }
         if includeCapabilities { capabilities.describe(into: &response.headers) }
         response.headers.add(.server, configuration.serverName)
-        execute(transactions.sendResponse(response, for: key), flow: inboundFlows[key])
+        return response
     }
 
     func countRefusal(_ method: String, reason: String) {

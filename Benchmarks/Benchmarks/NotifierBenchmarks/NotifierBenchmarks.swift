@@ -16,9 +16,13 @@ let benchmarks: @Sendable () -> Void = {
     // Bob's line starts ringing, fanned out: 1,000 × (persist, NOTIFY with the call in
     // dialog-info). The call ending afterwards is not measured (its NOTIFYs list the dialog as
     // terminated and cost a little less), so that every iteration measures the same.
+    // From one process to the next this count is either 53,023 or 54,015 (one malloc per NOTIFY
+    // apart, found in the session of issue 10's SlotTable and not traced; the hash seed is the
+    // likely cause): the threshold sits between the two, and a whole malloc per NOTIFY more than
+    // the higher fails.
     notifierBenchmark(
         "lineChanged_fanout_1000",
-        .busyLamp(unitsPerIteration: watchers, warmupIterations: 3, maxIterations: 200)
+        .busyLamp(unitsPerIteration: watchers, warmupIterations: 3, maxIterations: 200, allowedMallocsPerUnit: 1)
     ) { benchmark, scene in
         benchmark.startMeasurement()
         let actions = scene.notifier.lineChanged(NotifierFixtures.ringing(), now: now)

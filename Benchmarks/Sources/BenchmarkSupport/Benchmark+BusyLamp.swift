@@ -27,7 +27,8 @@ extension Benchmark.Configuration {
         unitsPerIteration: Int? = nil,
         warmupIterations: Int = 10,
         maxDuration: Duration = .seconds(1),
-        maxIterations: Int = 10_000
+        maxIterations: Int = 10_000,
+        allowedMallocsPerUnit: Double = 0.5
     ) -> Benchmark.Configuration {
         let units = unitsPerIteration ?? scalingFactor.rawValue
         return Benchmark.Configuration(
@@ -36,7 +37,9 @@ extension Benchmark.Configuration {
             scalingFactor: scalingFactor,
             maxDuration: maxDuration,
             maxIterations: isAllocationCheck ? min(maxIterations, allocationCheckIterations) : maxIterations,
-            thresholds: [.mallocCountTotal: BenchmarkThresholds(absolute: [.p90: units / 2])]
+            thresholds: [
+                .mallocCountTotal: BenchmarkThresholds(absolute: [.p90: Int(Double(units) * allowedMallocsPerUnit)])
+            ]
         )
     }
 }

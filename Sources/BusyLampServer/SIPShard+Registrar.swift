@@ -157,22 +157,6 @@ extension SIPShard {
         return makeResponse(to: request, status: role.challengeStatus, headers: headers)
     }
 
-    /// Whether `request` gets its 401 without a transaction, as a stateless UAS answers (RFC 3261
-    /// §8.2.7): a REGISTER or SUBSCRIBE with no credentials at all, which passes every check that
-    /// `handleRequest` makes before it asks for them (SIP URI, our domain for a REGISTER,
-    /// no Require we lack). A retransmission gets a new 401 with a new nonce, which a phone
-    /// answers like the first; Kamailio's `www_challenge` after `sl_send_reply` does the same.
-    /// Never an INVITE: its final response must be retransmitted until the ACK.
-    func challengesWithoutTransaction(_ request: SIPRequest) -> Bool {
-        guard request.method == .subscribe || request.method == .register,
-            request.headers[.authorization] == nil,
-            request.uri.isSIP,
-            request.method == .subscribe || isLocal(request.uri),
-            capabilities.unsupportedRequirements(of: request).isEmpty
-        else { return false }
-        return true
-    }
-
     // MARK: Registration state
 
     /// The AOR's live bindings are now `bindings`: its registered state (and the addresses

@@ -477,16 +477,24 @@ final class SIPShard: @unchecked Sendable {
 
     // MARK: Requests
 
-    private func handleRequest(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
-        metrics.requests.increment(Self.metricMethod(request.method))
+    /// Why the checks every request passes before its method is handled refuse `request`, as
+    /// the response's parts; `nil` when it passes them.
+    private struct GateRefusal {
+        var status: Int
+        var reason: String? = nil
+        var headers: [SIPHeaders.Field] = []
+        var includeCapabilities = false
+        /// The refusal counter's reason, for the refusals that are counted.
+        var countedAs: String? = nil
+    }
+
+    private func gateRefusal(of request: SIPRequest) -> GateRefusal? {
         // RFC 3261 §8.2.1: a method we have never heard of gets 501.
         guard SIPMethod.known.contains(request.method) else {
-            return respond(to: request, key: key, status: 501, includeCapabilities: true)
+            return GateRefusal(status: 501, includeCapabilities: true)
         }
         // §8.2.2.1: only SIP URIs name something here.
-        guard request.uri.isSIP else {
-            return respond(to: request, key: key, status: 416)
-        }
+        guard request.uri.isSIP else { return GateRefusal(status: 416) }
         // Never an open relay: a request for another domain is refused, not forwarded.
         // RFC 3261 §8.2.2.1: "If the Request-URI does not identify an address that the UAS is
         // willing to accept requests for, it SHOULD reject the request with a 404".
@@ -494,17 +502,40 @@ final class SIPShard: @unchecked Sendable {
         // gives (digest, event, Accept, target), so that a refusal always says the first fault;
         // INVITE likewise identifies its caller before `CallRouting` checks the host.
         guard isLocal(request.uri) || request.method == .subscribe || request.method == .invite else {
-            countRefusal(request.method.rawValue, reason: "foreign_domain")
-            return respond(to: request, key: key, status: 404, reason: "Domain Not Served Here")
+            return GateRefusal(status: 404, reason: "Domain Not Served Here", countedAs: "foreign_domain")
         }
         // §8.2.2.3: option tags we do not know in Require get 420 with Unsupported.
         let unsupported = capabilities.unsupportedRequirements(of: request)
         guard unsupported.isEmpty else {
+            return GateRefusal(
+                status: 420,
+                headers: [SIPHeaders.Field(name: .unsupported, value: unsupported.joined(separator: ", "))]
+            )
+        }
+        return nil
+    }
+
+    /// Whether `request` gets its 401 without a transaction, as a stateless UAS answers (RFC 3261
+    /// §8.2.7): a REGISTER or SUBSCRIBE with no credentials at all that passes the gate. A
+    /// retransmission gets a new 401 with a new nonce, which a phone answers like the first;
+    /// Kamailio's `www_challenge` after `sl_send_reply` does the same. Never an INVITE: its
+    /// final response must be retransmitted until the ACK.
+    private func challengesWithoutTransaction(_ request: SIPRequest) -> Bool {
+        (request.method == .subscribe || request.method == .register)
+            && request.headers[.authorization] == nil && gateRefusal(of: request) == nil
+    }
+
+    private func handleRequest(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
+        metrics.requests.increment(Self.metricMethod(request.method))
+        if let refusal = gateRefusal(of: request) {
+            if let counted = refusal.countedAs { countRefusal(request.method.rawValue, reason: counted) }
             return respond(
                 to: request,
                 key: key,
-                status: 420,
-                headers: [SIPHeaders.Field(name: .unsupported, value: unsupported.joined(separator: ", "))]
+                status: refusal.status,
+                reason: refusal.reason,
+                headers: refusal.headers,
+                includeCapabilities: refusal.includeCapabilities
             )
         }
         switch request.method {

@@ -3,25 +3,16 @@
 # COUNT digest subscriptions at RATE/s from busylamp-load, settles 36 s (UDP transactions gone),
 # is killed, and the heap still live at that moment is summed by the deepest BusyLamp frame.
 #   bench/load/heap-profile.sh COUNT RATE
-# DATA: bench/load/bench.py's subscribe-data (directory.yaml, watchers.csv); BIN and LOAD as in
-# ab-threads.sh. Needs heaptrack (Debian's `heaptrack`). Loopback only, bounded by --count.
+# DATA, BIN, LOAD: see probe-server.sh. Needs heaptrack (Debian's `heaptrack`). Loopback only, bounded by --count.
 set -u
 COUNT=${1:-10000}; RATE=${2:-1000}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DATA=${DATA:-/tmp/b2/subscribe-data}
-BIN=${BIN:-$ROOT/.build-bench/release}
-LOAD=${LOAD:-$ROOT/.build-load/release/busylamp-load}
+source "$(dirname "$0")/probe-server.sh"
 D=$(mktemp -d /tmp/heap-profile.XXXXXX)
-printf "sip_threads: 2\n" > $D/config.yaml
-heaptrack -o $D/trace "$BIN/busylamp" serve --config $D/config.yaml --directory "$DATA/directory.yaml" \
-    --data $D/data --sip udp:127.0.0.1:0 --http 127.0.0.1:0 > $D/out.txt 2> $D/err.txt &
-for _ in $(seq 120); do grep -q "^ready" $D/out.txt && break; sleep 1; done
-PORT=$(grep -o "sip udp 127.0.0.1:[0-9]*" $D/out.txt | cut -d: -f2)
-timeout 300 "$LOAD" subscribe --server 127.0.0.1:$PORT --domain sip.busylamp.test --users "$DATA/watchers.csv" \
-    --rate $RATE --count $COUNT --duration $((COUNT / RATE + 1)) --sockets 8 --quiet --drain 10 > $D/load.txt 2>&1
+start_busylamp $D heaptrack -o $D/trace
+subscribe $COUNT $RATE $D/load.txt
 grep -o "succeeded [0-9]*" $D/load.txt
 sleep 36
-kill -9 $(pgrep -f "busylamp serve.*data $D/data"); sleep 8
+kill -9 $PID; sleep 8
 heaptrack_print -f $D/trace.zst --flamegraph-cost-type leaked -F $D/stacks.txt > /dev/null 2>&1
 python3 - "$D/stacks.txt" <<'PY'
 import collections, re, sys

@@ -1,4 +1,4 @@
-# Sourced by the single-server probes (memory-probe.sh, heap-profile.sh): where the binaries
+# Sourced by the single-server probes (memory-probe.sh, heap-profile.sh, cpu-profile.sh): where the binaries
 # and the load data are, and one release BusyLamp started in a fresh folder.
 #   DATA: bench/load/bench.py's subscribe-data (directory.yaml, watchers.csv)
 #   BIN: the folder of release busylamp; LOAD: the release busylamp-load

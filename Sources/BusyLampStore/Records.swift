@@ -377,10 +377,10 @@ struct SubscriptionRecord: FetchableRecord, PersistableRecord {
             (Columns.remoteTag, dialog.remoteTag),
             (Columns.localSequenceNumber, dialog.localSequenceNumber.map { Int64($0) }),
             (Columns.remoteSequenceNumber, dialog.remoteSequenceNumber.map { Int64($0) }),
-            (Columns.localAddress, Self.text(dialog.localAddress)),
-            (Columns.remoteAddress, Self.text(dialog.remoteAddress)),
-            (Columns.remoteTarget, dialog.remoteTarget.description),
-            (Columns.routeSet, try Self.json(dialog.routeSet.map(Self.text))),
+            (Columns.localAddress, dialog.localAddressText),
+            (Columns.remoteAddress, dialog.remoteAddressText),
+            (Columns.remoteTarget, dialog.remoteTargetText),
+            (Columns.routeSet, try Self.json(dialog.routeSet.map(\.losslessDescription))),
             (Columns.isSecure, dialog.isSecure),
         ]
         return head + SIPPeerColumns.values(of: subscription.source) + [
@@ -406,13 +406,6 @@ struct SubscriptionRecord: FetchableRecord, PersistableRecord {
     static func seconds(_ date: Date) -> Double { date.timeIntervalSinceReferenceDate }
 
     static func date(_ seconds: Double) -> Date { Date(timeIntervalSinceReferenceDate: seconds) }
-
-    /// A NameAddress as text its parser reads back to an equal value. `description` leaves out
-    /// an empty display name (`"" <sip:…>`, which phones do send); written here so that it stays
-    /// `""` rather than coming back as none.
-    static func text(_ address: NameAddress) -> String {
-        address.displayName == "" ? "\"\" " + address.description : address.description
-    }
 
     static func address(_ text: String) throws -> NameAddress {
         guard let address = NameAddress(text) else { throw corruption("malformed name-addr \"\(text)\"") }

@@ -6,8 +6,7 @@ import Foundation
 ///
 /// A nonce is `base64url(timestamp ‖ random ‖ HMAC-SHA256(secret, timestamp ‖ random ‖ realm))`:
 /// 8 bytes of seconds since 1970 (big-endian), 14 random bytes, 32 bytes of MAC: 54 bytes, a
-/// multiple of 3, so 72 characters with no spare bits (each nonce has exactly one spelling,
-/// which the replay table relies on, as it is keyed by the text).
+/// multiple of 3, so 72 characters with no spare bits (each nonce has exactly one spelling).
 /// Only a holder of the secret can make one, so a nonce that verifies is ours, for that realm,
 /// and its age is known. RFC 7616 §3.3 suggests this shape for `nonce`: a time stamp and a hash
 /// over it and secret data.
@@ -63,13 +62,19 @@ public struct NonceManager: Sendable {
     public let lifetimeSeconds: Int64
     public let maximumTrackedNonces: Int
 
-    private struct Entry: Sendable {
+    /// What the replay table knows a nonce by: its timestamp and its randomness, which fix its
+    /// MAC. 24 bytes inline instead of a 72-character string on the heap: the table holds
+    /// every nonce used in the last `lifetimeSeconds`, one per subscription or registration.
+    private struct Identity: Hashable, Sendable {
         var issued: Int64
-        var highestCount: UInt32
+        /// The 14 random bytes: the first 8, then the last 6.
+        var randomHead: UInt64
+        var randomTail: UInt64
     }
-    private var entries: [String: Entry] = [:]
+    /// The highest nonce-count accepted per nonce.
+    private var entries: [Identity: UInt32] = [:]
     /// Nonces in the order of their first accepted use, for eviction; `head` is the oldest live.
-    private var order: [String] = []
+    private var order: [Identity] = []
     private var head = 0
     /// The newest issue time among forgotten nonces (see the type's doc comment).
     private var forgottenIssuedAtOrBefore: Int64 = .min
@@ -161,25 +166,26 @@ public struct NonceManager: Sendable {
     ) -> NonceCountDecision {
         // Counts start at 1 (the first request with a nonce), so 0 is never new.
         guard count > 0 else { return .replayed }
-        if var entry = entries[nonce] {
-            guard count > entry.highestCount else { return .replayed }
-            entry.highestCount = count
-            entries[nonce] = entry
+        // The caller validated the nonce (its MAC included): no second HMAC here.
+        guard let identity = Self.identity(of: nonce) else { return .forgotten }
+        if let highest = entries[identity] {
+            guard count > highest else { return .replayed }
+            entries[identity] = count
             return .accepted
         }
-        guard let issued = issueTime(of: nonce, realm: realm) else { return .forgotten }
-        if issued <= forgottenIssuedAtOrBefore { return .forgotten }
+        if identity.issued <= forgottenIssuedAtOrBefore { return .forgotten }
         removeExpired(now: now)
         while entries.count >= maximumTrackedNonces { evictOldest() }
-        entries[nonce] = Entry(issued: issued, highestCount: count)
-        order.append(nonce)
+        entries[identity] = count
+        order.append(identity)
         return .accepted
     }
 
     /// Like `acceptNonceCount` for a credential without `qop` (RFC 2069 style), which has no
     /// count: it is accepted while the nonce is fresh, unless that nonce was used with `qop`.
     public func acceptWithoutCount(for nonce: String) -> NonceCountDecision {
-        entries[nonce] == nil ? .accepted : .replayed
+        guard let identity = Self.identity(of: nonce) else { return .replayed }
+        return entries[identity] == nil ? .accepted : .replayed
     }
 
     // MARK: Internals
@@ -197,6 +203,24 @@ public struct NonceManager: Sendable {
         return Int64(bitPattern: seconds)
     }
 
+    /// The timestamp and randomness of a nonce of our shape, decoded from its first 32
+    /// characters (24 bytes); `nil` for any other shape. Checks no MAC.
+    private static func identity(of nonce: String) -> Identity? {
+        // 24 bytes are 32 characters exactly: the first two bytes of the MAC come along.
+        let prefixByteCount = timestampByteCount + randomByteCount + 2
+        guard nonce.utf8.count == Base64URL.encodedLength(nonceByteCount),
+            let bytes = Base64URL.decode(nonce.utf8.prefix(Base64URL.encodedLength(prefixByteCount))),
+            bytes.count == prefixByteCount
+        else { return nil }
+        func integer(_ range: Range<Int>) -> UInt64 { bytes[range].reduce(0) { $0 << 8 | UInt64($1) } }
+        let randomStart = timestampByteCount
+        return Identity(
+            issued: Int64(bitPattern: integer(0..<randomStart)),
+            randomHead: integer(randomStart..<randomStart + 8),
+            randomTail: integer(randomStart + 8..<randomStart + randomByteCount)
+        )
+    }
+
     private func mac(_ payload: [UInt8], realm: String) -> [UInt8] {
         Array(HMAC<SHA256>.authenticationCode(for: payload + Array(realm.utf8), using: key))
     }
@@ -205,7 +229,7 @@ public struct NonceManager: Sendable {
     /// anyway, so forgetting them does not weaken replay protection.
     private mutating func removeExpired(now: Date) {
         let current = Self.seconds(now)
-        while head < order.count, let entry = entries[order[head]], current - entry.issued >= lifetimeSeconds {
+        while head < order.count, current - order[head].issued >= lifetimeSeconds {
             entries[order[head]] = nil
             head += 1
         }
@@ -214,10 +238,10 @@ public struct NonceManager: Sendable {
 
     private mutating func evictOldest() {
         guard head < order.count else { return }
-        let nonce = order[head]
+        let identity = order[head]
         head += 1
-        if let entry = entries.removeValue(forKey: nonce) {
-            forgottenIssuedAtOrBefore = max(forgottenIssuedAtOrBefore, entry.issued)
+        if entries.removeValue(forKey: identity) != nil {
+            forgottenIssuedAtOrBefore = max(forgottenIssuedAtOrBefore, identity.issued)
         }
         compactOrder()
     }
@@ -266,10 +290,13 @@ enum Base64URL {
     }
 
     /// `nil` for any character outside the alphabet or an impossible length.
-    static func decode(_ text: String) -> [UInt8]? {
+    static func decode(_ text: String) -> [UInt8]? { decode(text.utf8) }
+
+    /// `decode(_:)` of UTF-8 bytes (a prefix of a nonce, for instance).
+    static func decode(_ utf8: some Collection<UInt8>) -> [UInt8]? {
         var sextets: [UInt8] = []
-        sextets.reserveCapacity(text.utf8.count)
-        for byte in text.utf8 {
+        sextets.reserveCapacity(utf8.count)
+        for byte in utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"): sextets.append(byte - UInt8(ascii: "A"))
             case UInt8(ascii: "a")...UInt8(ascii: "z"): sextets.append(byte - UInt8(ascii: "a") + 26)

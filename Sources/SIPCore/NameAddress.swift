@@ -29,6 +29,12 @@ public struct NameAddress: Hashable, Sendable, CustomStringConvertible {
         return out
     }
 
+    /// Text the parser reads back to an equal value: `description`, except that an empty
+    /// display name is kept (`"" <sip:…>`, which phones do send, and `description` leaves out).
+    public var losslessDescription: String {
+        displayName == "" ? "\"\" " + description : description
+    }
+
     /// Parses one name-addr or addr-spec with its parameters; `nil` when malformed.
     public init?(_ text: String) {
         var text = text
@@ -66,7 +72,8 @@ public struct NameAddress: Hashable, Sendable, CustomStringConvertible {
     /// Checks one name-addr or addr-spec, its URI included, without building strings;
     /// `parameter` sees every header parameter (after the URI) in order.
     static func syntax(
-        _ bytes: UnsafeBufferPointer<UInt8>, parameter: (Range<Int>, Range<Int>?) -> Void
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        parameter: (Range<Int>, Range<Int>?) -> Void
     ) -> Syntax? {
         var scanner = HeaderValueScanner(bytes)
         scanner.skipWhitespace()

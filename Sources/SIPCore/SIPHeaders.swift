@@ -114,6 +114,42 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
         strings = kept
     }
 
+    /// The same fields with every name and value copied into one buffer of just their bytes:
+    /// what a message that is kept a while should hold. Built headers carry a string per field
+    /// and parsed ones the whole datagram they came from; a server transaction keeps its final
+    /// response 32 s over UDP, and those small blocks, freed long after the subscriptions made
+    /// beside them, fragmented the heap (issue 10).
+    public func compacted() -> SIPHeaders {
+        var bytes: [UInt8] = []
+        var packed: [Entry] = []
+        packed.reserveCapacity(entries.count)
+        for entry in entries {
+            var copy = entry
+            copy.builtName = -1
+            copy.builtValue = -1
+            if entry.known == nil {
+                let start = bytes.count
+                if entry.builtName >= 0 {
+                    bytes.append(contentsOf: strings[Int(entry.builtName)].utf8)
+                } else {
+                    bytes.append(contentsOf: source[entry.nameRange])
+                }
+                copy.nameStart = Int32(truncatingIfNeeded: start)
+                copy.nameEnd = Int32(truncatingIfNeeded: bytes.count)
+            }
+            let start = bytes.count
+            withValueBytes(entry) { bytes.append(contentsOf: $0) }
+            copy.valueStart = Int32(truncatingIfNeeded: start)
+            copy.valueEnd = Int32(truncatingIfNeeded: bytes.count)
+            packed.append(copy)
+        }
+        return SIPHeaders(source: bytes, entries: packed, strings: [])
+    }
+
+    /// Bytes held for the fields: the source buffer and every built string (for tests of
+    /// `compacted()`).
+    public var storedByteCount: Int { source.count + strings.reduce(0) { $0 + $1.utf8.count } }
+
     /// Every field, names and values as strings.
     public var fields: [Field] { entries.map(field) }
 
@@ -259,7 +295,10 @@ public struct SIPHeaders: Sendable, Hashable, Sequence {
     }
 
     /// Calls `body` with the value's bytes, wherever they are kept.
-    func withValueBytes<Result>(_ entry: Entry, _ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+    func withValueBytes<Result>(
+        _ entry: Entry,
+        _ body: (UnsafeBufferPointer<UInt8>) throws -> Result
+    ) rethrows -> Result {
         if entry.builtValue >= 0 {
             var builtValue = strings[Int(entry.builtValue)]
             return try builtValue.withUTF8(body)

@@ -29,6 +29,13 @@ public struct SIPResponse: Sendable, Hashable {
 
     public var isProvisional: Bool { statusCode < 200 }
     public var isSuccess: Bool { (200..<300).contains(statusCode) }
+
+    /// The response with its headers `compacted()`: for a transaction that keeps it.
+    public func compacted() -> SIPResponse {
+        var copy = self
+        copy.headers = headers.compacted()
+        return copy
+    }
 }
 
 /// Either kind of message, as the parser returns it.

@@ -62,8 +62,10 @@ public struct ClientNonInviteTransactionStateMachine: Sendable {
     }
 
     private var state: State
-    /// The request this transaction sends.
-    public let request: SIPRequest
+    /// The request this transaction sends, until a final response completes it: nothing is
+    /// retransmitted after that, and over UDP the transaction absorbs responses for T4 more
+    /// (issue 10: every NOTIFY, body included, was kept 5 s after its 200).
+    public private(set) var request: SIPRequest?
     public let reliability: TransportReliability
     public let timers: SIPTimers
 
@@ -88,6 +90,7 @@ public struct ClientNonInviteTransactionStateMachine: Sendable {
     /// > T1 seconds.
     public mutating func start() -> [Action] {
         guard case .initial = state else { return [] }
+        guard let request else { return [] }
         var actions: [Action] = [.send(.request(request))]
         if reliability.isReliable {
             state = .trying(retransmitInterval: nil)
@@ -131,6 +134,7 @@ public struct ClientNonInviteTransactionStateMachine: Sendable {
             return [.deliverToTransactionUser(.response(response)), .terminated]
         }
         state = .completed
+        request = nil
         var actions: [Action] = []
         if retransmitting { actions.append(.cancelTimer(.E)) }
         actions.append(.cancelTimer(.F))
@@ -142,6 +146,7 @@ public struct ClientNonInviteTransactionStateMachine: Sendable {
     public mutating func timerFired(_ timer: TransactionTimer) -> [Action] {
         switch (state, timer) {
         case (.trying(.some(let interval)), .E):
+            guard let request else { return [] }
             // > If timer E fires while still in this state, the timer is reset, but this time with
             // > a value of MIN(2*T1, T2). When the timer fires again, it is reset to a
             // > MIN(4*T1, T2). This process continues so that retransmissions occur with an
@@ -153,6 +158,7 @@ public struct ClientNonInviteTransactionStateMachine: Sendable {
             // > If Timer E fires while in the "Proceeding" state, the request MUST be passed to
             // > the transport layer for retransmission, and Timer E MUST be reset with a value
             // > of T2 seconds.
+            guard let request else { return [] }
             return [.send(.request(request)), .startTimer(.E, after: timers.t2)]
         case (.trying, .F), (.proceeding, .F):
             // > If Timer F fires while the client transaction is still in the "Trying" state [or

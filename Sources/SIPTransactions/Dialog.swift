@@ -56,12 +56,16 @@ public struct Dialog: Sendable, Hashable {
     /// request; `makeRequest(method:)` then starts at `initialLocalSequenceNumber`.
     public private(set) var localSequenceNumber: UInt32?
     public private(set) var remoteSequenceNumber: UInt32?
-    /// Our address in the dialog (From of our requests), without its tag.
-    public let localAddress: NameAddress
-    /// The peer's address (To of our requests), without its tag.
-    public let remoteAddress: NameAddress
-    /// Where requests in the dialog go (the peer's Contact), updated by target refreshes.
-    public private(set) var remoteTarget: SIPURI
+    /// Our address in the dialog (From of our requests), without its tag, as text that parses
+    /// back to an equal value (`NameAddress.losslessDescription`). The addresses and the remote
+    /// target are kept as text and parsed when asked for: a subscription keeps its dialog for
+    /// its whole life, and the parsed forms were about 400 bytes of it inline, besides their
+    /// strings (issue 10); the requests built in the dialog need only the text.
+    public let localAddressText: String
+    /// The peer's address (To of our requests), without its tag, as text (see `localAddressText`).
+    public let remoteAddressText: String
+    /// Where requests in the dialog go (the peer's Contact), updated by target refreshes, as text.
+    public private(set) var remoteTargetText: String
     /// The Record-Route values in the order our requests must visit them.
     public private(set) var routeSet: [NameAddress]
     /// RFC 3261 §12.1.1: the dialog-creating request was received over TLS with a SIPS
@@ -80,6 +84,12 @@ public struct Dialog: Sendable, Hashable {
     public static let targetRefreshMethods: Set<SIPMethod> = [.invite, .update, .subscribe, .notify, .refer]
 
     public var id: DialogID { DialogID(callID: callID, localTag: localTag, remoteTag: remoteTag) }
+    /// Our address in the dialog (From of our requests), without its tag.
+    public var localAddress: NameAddress { Dialog.address(localAddressText) }
+    /// The peer's address (To of our requests), without its tag.
+    public var remoteAddress: NameAddress { Dialog.address(remoteAddressText) }
+    /// Where requests in the dialog go (the peer's Contact), updated by target refreshes.
+    public var remoteTarget: SIPURI { Dialog.uri(remoteTargetText) }
     public var localURI: SIPURI { localAddress.uri }
     public var remoteURI: SIPURI { remoteAddress.uri }
 
@@ -110,9 +120,9 @@ public struct Dialog: Sendable, Hashable {
         self.remoteTag = from.tag
         self.localSequenceNumber = nil
         self.remoteSequenceNumber = cseq.number
-        self.localAddress = Dialog.withoutTag(to)
-        self.remoteAddress = Dialog.withoutTag(from)
-        self.remoteTarget = remoteTarget
+        self.localAddressText = Dialog.withoutTag(to).losslessDescription
+        self.remoteAddressText = Dialog.withoutTag(from).losslessDescription
+        self.remoteTargetText = remoteTarget.description
         self.routeSet = routeSet
         // > If the request arrived over TLS, and the Request-URI contained a SIPS URI, the
         // > "secure" flag is set to TRUE.
@@ -140,9 +150,9 @@ public struct Dialog: Sendable, Hashable {
         self.remoteTag = remoteTag
         self.localSequenceNumber = localSequenceNumber
         self.remoteSequenceNumber = remoteSequenceNumber
-        self.localAddress = localAddress
-        self.remoteAddress = remoteAddress
-        self.remoteTarget = remoteTarget
+        self.localAddressText = localAddress.losslessDescription
+        self.remoteAddressText = remoteAddress.losslessDescription
+        self.remoteTargetText = remoteTarget.description
         self.routeSet = routeSet
         self.isSecure = isSecure
     }
@@ -171,9 +181,9 @@ public struct Dialog: Sendable, Hashable {
         self.remoteTag = remoteTag
         self.localSequenceNumber = cseq.number
         self.remoteSequenceNumber = nil
-        self.localAddress = Dialog.withoutTag(from)
-        self.remoteAddress = Dialog.withoutTag(to)
-        self.remoteTarget = remoteTarget
+        self.localAddressText = Dialog.withoutTag(from).losslessDescription
+        self.remoteAddressText = Dialog.withoutTag(to).losslessDescription
+        self.remoteTargetText = remoteTarget.description
         self.routeSet = recordRoutes.reversed()
         // > If the request was sent over TLS, and the Request-URI contained a SIPS URI, the
         // > "secure" flag is set to TRUE.
@@ -186,7 +196,7 @@ public struct Dialog: Sendable, Hashable {
     /// (reversed) becomes the route set; its Contact, when present, is the remote target.
     public mutating func receivedResponse(_ response: SIPResponse) {
         guard (101..<300).contains(response.statusCode) else { return }
-        if let contact = Dialog.contactURI(response.headers) { remoteTarget = contact }
+        if let contact = Dialog.contactURI(response.headers) { remoteTargetText = contact.description }
         if state == .early, response.isSuccess {
             state = .confirmed
             if let routes = Dialog.routes(response.headers) { routeSet = routes.reversed() }
@@ -229,7 +239,13 @@ public struct Dialog: Sendable, Hashable {
     public mutating func refreshRemoteTarget(from request: SIPRequest) {
         guard Dialog.targetRefreshMethods.contains(request.method), let contact = Dialog.contactURI(request.headers)
         else { return }
-        remoteTarget = contact
+        remoteTargetText = contact.description
+    }
+
+    /// Moves the local CSeq number to `number` (at most `maximumSequenceNumber`): a dialog
+    /// restored after a crash jumps past any number it may have used since it was last written.
+    public mutating func jumpLocalSequenceNumber(to number: UInt32) {
+        localSequenceNumber = min(number, Dialog.maximumSequenceNumber)
     }
 
     /// Builds a request within the dialog (RFC 3261 §12.2.1.1), without a Via (the transport
@@ -259,12 +275,10 @@ public struct Dialog: Sendable, Hashable {
         // > the dialog ID. The From URI of the request MUST be set to the local URI from the
         // > dialog state. The tag in the From header field of the request MUST be set to the
         // > local tag of the dialog ID.
-        var from = localAddress
-        from.tag = localTag
-        var to = remoteAddress
-        to.tag = remoteTag
-        headers.add(.from, from.description)
-        headers.add(.to, to.description)
+        // The kept texts have no tag parameter, and a name-addr's parameters follow its `>`:
+        // appending the tag is what setting it and rendering the address would give.
+        headers.add(.from, localAddressText + ";tag=" + localTag)
+        headers.add(.to, remoteTag.map { remoteAddressText + ";tag=" + $0 } ?? remoteAddressText)
         headers.add(.callID, callID)
         headers.add(.cseq, CSeq(number: number, method: method).description)
         return SIPRequest(method: method, uri: requestURI, headers: headers)
@@ -284,6 +298,7 @@ public struct Dialog: Sendable, Hashable {
     /// > The UAC MUST then place the remote target URI into the Route header field as the last
     /// > value.
     func requestURIAndRoutes() -> (SIPURI, [NameAddress]) {
+        let remoteTarget = self.remoteTarget
         guard let first = routeSet.first else { return (remoteTarget, []) }
         if first.uri.parameters.contains("lr") { return (remoteTarget, routeSet) }
         var requestURI = first.uri
@@ -291,6 +306,18 @@ public struct Dialog: Sendable, Hashable {
         requestURI.parameters.remove("method")
         requestURI.headers = nil
         return (requestURI, Array(routeSet.dropFirst()) + [NameAddress(uri: remoteTarget)])
+    }
+
+    /// A kept address text parsed. The texts are made by `losslessDescription` of parsed
+    /// values, which the parser reads back; should one ever not parse, the dialog goes on with
+    /// an address that says so rather than stopping the server.
+    static func address(_ text: String) -> NameAddress {
+        NameAddress(text) ?? NameAddress(uri: SIPURI(host: "unparsable.invalid"))
+    }
+
+    /// A kept URI text parsed (see `address(_:)`).
+    static func uri(_ text: String) -> SIPURI {
+        SIPURI(text) ?? SIPURI(host: "unparsable.invalid")
     }
 
     static func withoutTag(_ address: NameAddress) -> NameAddress {

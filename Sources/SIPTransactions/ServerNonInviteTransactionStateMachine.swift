@@ -134,7 +134,8 @@ public struct ServerNonInviteTransactionStateMachine: Sendable {
                 state = .terminated
                 return [.send(.response(response)), .terminated]
             }
-            state = .completed(finalResponse: response)
+            // Kept 32 s to answer retransmissions: compacted (`SIPResponse.compacted()`).
+            state = .completed(finalResponse: response.compacted())
             return [.send(.response(response)), .startTimer(.J, after: timerJ)]
         case .completed:
             // > Any other final responses passed by the TU to the server transaction MUST be

@@ -20,7 +20,8 @@ private let subscribe = Array(
         + "Expires: 3600\r\n"
         + "User-Agent: Yealink SIP-T46U 108.86.0.20\r\n"
         + "Allow-Events: dialog, presence\r\n"
-        + "Content-Length: 0\r\n\r\n").utf8)
+        + "Content-Length: 0\r\n\r\n").utf8
+)
 
 private func parsedRequest(_ bytes: [UInt8]) throws -> SIPRequest {
     guard case .request(let request) = try SIPParser().parse(bytes) else {
@@ -73,8 +74,10 @@ private func parsedRequest(_ bytes: [UInt8]) throws -> SIPRequest {
     @Test func extensionNamesCompareCaseInsensitivelyAndKeepTheirSpelling() throws {
         let bytes = Array(
             String(decoding: subscribe, as: UTF8.self).replacing(
-                "Event: dialog\r\n", with: "X-Yealink-Line: 2\r\n"
-            ).utf8)
+                "Event: dialog\r\n",
+                with: "X-Yealink-Line: 2\r\n"
+            ).utf8
+        )
         let request = try parsedRequest(bytes)
         #expect(request.headers[SIPHeaderName("x-yealink-line")] == "2")
         #expect(request.headers.contains(SIPHeaderName("X-YEALINK-LINE")))
@@ -107,6 +110,22 @@ private func parsedRequest(_ bytes: [UInt8]) throws -> SIPRequest {
         #expect(reparsed == request)
     }
 
+    @Test func compactedHeadersKeepEveryFieldInOneBufferOfTheirBytes() throws {
+        var request = try parsedRequest(subscribe)
+        request.headers.set(.expires, "0")
+        request.headers.add(SIPHeaderName("X-Built"), "yes")
+        let compacted = request.headers.compacted()
+        #expect(compacted == request.headers)
+        #expect(Array(compacted) == Array(request.headers))
+        #expect(compacted[SIPHeaderName("x-built")] == "yes")
+        // Only the names and values: none of the datagram's framing, no string per field.
+        let valueBytes = request.headers.reduce(0) { $0 + $1.value.utf8.count } + "X-Built".utf8.count
+        #expect(compacted.storedByteCount == valueBytes)
+        var kept = request
+        kept.headers = compacted
+        #expect(kept.serializedBytes == request.serializedBytes)
+    }
+
     @Test func repeatedSetAndRemoveDoNotGrowTheHeaders() {
         var headers = SIPHeaders([(.callID, "a")])
         for round in 0..<1_000 {
@@ -120,8 +139,10 @@ private func parsedRequest(_ bytes: [UInt8]) throws -> SIPRequest {
     @Test func foldedValuesAreUnfoldedAndEqualTheirOneLineForm() throws {
         let folded = Array(
             String(decoding: subscribe, as: UTF8.self).replacing(
-                "Allow-Events: dialog, presence\r\n", with: "Allow-Events: dialog,\r\n   presence\r\n"
-            ).utf8)
+                "Allow-Events: dialog, presence\r\n",
+                with: "Allow-Events: dialog,\r\n   presence\r\n"
+            ).utf8
+        )
         let request = try parsedRequest(folded)
         #expect(request.headers[.allowEvents] == "dialog, presence")
         #expect(request.headers == (try parsedRequest(subscribe)).headers)

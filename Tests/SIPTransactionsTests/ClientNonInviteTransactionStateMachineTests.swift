@@ -40,8 +40,11 @@ import Testing
                 .startTimer(.K, after: .seconds(5)),
             ]
         )
-        // Completed absorbs retransmitted responses.
+        // Completed absorbs retransmitted responses, and no longer holds the request it sent
+        // (nothing is retransmitted after a final response; Timer K keeps it 5 s more).
+        #expect(machine.request == nil)
         #expect(machine.receivedResponse(ok) == [])
+        #expect(machine.timerFired(.E) == [])
         #expect(machine.timerFired(.F) == [])
         #expect(machine.timerFired(.K) == [.terminated])
         #expect(machine.isTerminated)

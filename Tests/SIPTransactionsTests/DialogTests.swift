@@ -41,6 +41,38 @@ import Testing
         #expect(dialog.id == DialogID(incoming: try subscribeInDialog(cseq: 21)))
     }
 
+    /// The dialog keeps its addresses and remote target as text: what it gives back and what
+    /// its requests carry must be what the parsed values would have given.
+    @Test func keptTextsGiveBackTheParsedAddresses() throws {
+        let request = try TestMessages.request([
+            "SUBSCRIBE sip:202@busylamp.example.com SIP/2.0",
+            "Via: SIP/2.0/UDP 192.0.2.4:5060;branch=z9hG4bKphone",
+            "To: \"\" <sip:202@busylamp.example.com;user=phone>",
+            "From: \"Reception \\\"Front\\\" Desk\" <sip:201@busylamp.example.com>;tag=alice1;x-line=2",
+            "Call-ID: blf-2@192.0.2.4",
+            "CSeq: 1 SUBSCRIBE",
+            "Contact: <sip:201@192.0.2.4:5060;transport=udp;ob>",
+        ])
+        let ok = TestMessages.response(200, to: request, toTag: "bl8")
+        var dialog = try #require(Dialog(uasRequest: request, response: ok, receivedOverTLS: false))
+        let from = try #require(request.from)
+        let to = try #require(request.to)
+        #expect(dialog.localAddress == Dialog.withoutTag(to))
+        #expect(dialog.localAddress.displayName == "")
+        #expect(dialog.remoteAddress == Dialog.withoutTag(from))
+        #expect(dialog.remoteAddress.displayName == #"Reception "Front" Desk"#)
+        #expect(dialog.remoteAddress.parameters.unquotedValue("x-line") == "2")
+        #expect(dialog.remoteTarget == Dialog.contactURI(request.headers))
+        let notify = dialog.makeRequest(method: .notify)
+        var expectedFrom = Dialog.withoutTag(to)
+        expectedFrom.tag = "bl8"
+        var expectedTo = Dialog.withoutTag(from)
+        expectedTo.tag = "alice1"
+        #expect(notify.from == expectedFrom)
+        #expect(notify.to == expectedTo)
+        #expect(notify.uri == dialog.remoteTarget)
+    }
+
     func subscribeInDialog(cseq: Int) throws -> SIPRequest {
         try TestMessages.request([
             "SUBSCRIBE sip:202@busylamp.example.com SIP/2.0",

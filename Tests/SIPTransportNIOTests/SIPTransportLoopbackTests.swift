@@ -167,7 +167,11 @@ struct SIPTransportLoopbackTests {
             let start = clock.now
             let bytesBeforeClose: Int = try await client.executeThenClose { inbound, outbound in
                 // Half a message, then silence: the server must not wait for the rest forever.
-                try await outbound.write(ByteBuffer(string: "OPTIONS sip:sip.busylamp.test SIP/2.0\r\n"))
+                // On a loaded machine this task may first run after the 200 ms: then the server
+                // has closed the idle connection already, which is what is being tested.
+                do {
+                    try await outbound.write(ByteBuffer(string: "OPTIONS sip:sip.busylamp.test SIP/2.0\r\n"))
+                } catch ChannelError.ioOnClosedChannel {}
                 var count = 0
                 for try await buffer in inbound { count += buffer.readableBytes }
                 return count

@@ -194,12 +194,12 @@ public struct NotifierStateMachine: Sendable {
         if let existing = watches[id] {
             unindex(existing.subscription)
             watches[id]?.subscription = subscription
-            index(subscription)
+            index(subscription, id: id)
             if subscription.expiresAt <= now { return end(id, reason: .timeout, now: now) }
             return notifyWhenPossible(id, now: now)
         }
         watches[id] = Watch(subscription: subscription)
-        index(subscription)
+        index(subscription, id: id)
         if subscription.expiresAt <= now {
             // RFC 6665 §4.4.3: a fetch is a subscription that expires at once; RFC 6665 §4.1.2.3:
             // > a successful unsubscription will also trigger a final NOTIFY request.
@@ -395,7 +395,7 @@ public struct NotifierStateMachine: Sendable {
             subscription.nextVersion = Self.adding(settings.restartSequenceMargin, to: stored.nextVersion)
             let id = subscription.id
             watches[id] = Watch(subscription: subscription)
-            index(subscription)
+            index(subscription, id: id)
             if let reason = violation(of: subscription) {
                 actions += end(id, reason: reason, now: now)
             } else {
@@ -470,15 +470,18 @@ public struct NotifierStateMachine: Sendable {
         return [.remove(watch.subscription, reason: reason)]
     }
 
-    /// A live subscription joins its line's watchers and the count of its package.
-    private mutating func index(_ subscription: Subscription) {
-        watchIDsByTarget[subscription.targetNumber, default: []].append(subscription.id)
+    /// A live subscription joins its line's watchers and the count of its package. `id` is
+    /// the string the slot table is keyed by: the list shares its storage (`Subscription.id`
+    /// builds a new string each time it is read).
+    private mutating func index(_ subscription: Subscription, id: String) {
+        watchIDsByTarget[subscription.targetNumber, default: []].append(id)
         liveCounts[subscription.event, default: 0] += 1
     }
 
     private mutating func unindex(_ subscription: Subscription) {
         let target = subscription.targetNumber
-        watchIDsByTarget[target]?.removeAll { $0 == subscription.id }
+        let id = subscription.id
+        watchIDsByTarget[target]?.removeAll { $0 == id }
         if watchIDsByTarget[target]?.isEmpty == true { watchIDsByTarget[target] = nil }
         liveCounts[subscription.event, default: 0] -= 1
     }
@@ -580,20 +583,11 @@ public struct NotifierStateMachine: Sendable {
 
     /// The stored dialog with its local CSeq `restartSequenceMargin` higher.
     private func restarted(_ dialog: Dialog) -> Dialog {
-        let sequence = Self.adding(settings.restartSequenceMargin, to: dialog.localSequenceNumber ?? 0)
-        return Dialog(
-            restoring: dialog.state,
-            callID: dialog.callID,
-            localTag: dialog.localTag,
-            remoteTag: dialog.remoteTag,
-            localSequenceNumber: min(sequence, Dialog.maximumSequenceNumber),
-            remoteSequenceNumber: dialog.remoteSequenceNumber,
-            localAddress: dialog.localAddress,
-            remoteAddress: dialog.remoteAddress,
-            remoteTarget: dialog.remoteTarget,
-            routeSet: dialog.routeSet,
-            isSecure: dialog.isSecure
+        var restored = dialog
+        restored.jumpLocalSequenceNumber(
+            to: Self.adding(settings.restartSequenceMargin, to: dialog.localSequenceNumber ?? 0)
         )
+        return restored
     }
 
     /// `base + amount`, stopping at `UInt32.max` instead of trapping.

@@ -17,9 +17,10 @@ import SIPTransportNIO
 ///                              └─ accepted ─► persist ─► 200 (Expires, Contact) ─► notifier.add ─► NOTIFY
 /// ```
 /// Persist, then answer: a 200 promises that the subscription survives a crash. The notifier's
-/// later CSeq and version moves are written in batches (`subscriptionWriteDelay`); a restore
-/// jumps both forward by `NotifierStateMachine.Settings.restartSequenceMargin`, so a crash
-/// between two batches never makes them go backwards.
+/// later CSeq and version moves are written every `notifiesBetweenWrites` NOTIFYs, in batches
+/// (`subscriptionWriteDelay`); a restore jumps both forward by
+/// `NotifierStateMachine.Settings.restartSequenceMargin`, far more, so a crash never makes them
+/// go backwards.
 extension SIPShard {
     func handleSubscribe(_ request: SIPRequest, key: TransactionKey, flow: SIPFlow) {
         guard let watcher = authenticatedLine(request, key: key) else { return }

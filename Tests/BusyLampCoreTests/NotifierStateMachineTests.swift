@@ -79,9 +79,15 @@ struct NotifierStateMachineTests {
         )
     }
 
-    static func notifier(maximumConsecutiveFailures: Int = 3) -> NotifierStateMachine {
+    static func notifier(
+        maximumConsecutiveFailures: Int = 3,
+        notifiesBetweenWrites: UInt32 = 1_000
+    )
+        -> NotifierStateMachine
+    {
         var settings = NotifierStateMachine.Settings()
         settings.maximumConsecutiveFailures = maximumConsecutiveFailures
+        settings.notifiesBetweenWrites = notifiesBetweenWrites
         return NotifierStateMachine(directory: directory, settings: settings)
     }
 
@@ -133,11 +139,11 @@ struct NotifierStateMachineTests {
 
         var sent = subscription
         sent.nextVersion = 1
-        let notify = try Self.only(actions)
         _ = sent.dialog.makeRequest(method: .notify)
-        #expect(actions.first == .persist(sent))
-        #expect(actions.dropFirst().first == .sendNotify(notify, subscriptionID: subscription.id, to: Self.phone))
-        #expect(actions.count == 2)
+        let notify = try Self.only(actions)
+        // The driver wrote the subscription before its 200: the first NOTIFY's CSeq and version
+        // are not written again (`notifiesBetweenWrites`).
+        #expect(actions == [.sendNotify(notify, subscriptionID: subscription.id, to: Self.phone)])
 
         #expect(notify.method == .notify)
         #expect(notify.uri == subscription.dialog.remoteTarget)
@@ -198,6 +204,31 @@ struct NotifierStateMachineTests {
         #expect(sent.map { $0.cseq?.number } == [1, 2, 3, 4])
         #expect(notifier.subscription(id: id)?.nextVersion == 4)
         #expect(notifier.subscription(id: id)?.dialog.localSequenceNumber == 4)
+    }
+
+    /// The store is never more than `notifiesBetweenWrites` NOTIFYs behind: every third NOTIFY
+    /// here is persisted, with the numbers it carries, before it is sent.
+    @Test func sequenceNumbersArePersistedEveryFewNotifies() throws {
+        var notifier = Self.notifier(notifiesBetweenWrites: 3)
+        let subscription = Self.subscription()
+        let id = subscription.id
+        var persisted: [UInt32?] = []
+        func record(_ actions: [Action]) throws {
+            let notify = try Self.only(actions)
+            for case .persist(let written) in actions {
+                #expect(actions.first == .persist(written))
+                #expect(written.dialog.localSequenceNumber == notify.cseq?.number)
+                persisted.append(written.dialog.localSequenceNumber)
+            }
+        }
+        try record(notifier.add(subscription, now: Self.now))
+        for n in 0..<7 {
+            #expect(notifier.notifyAnswered(subscriptionID: id, statusCode: 200, now: Self.now).isEmpty)
+            let state: LineDialog.State = n.isMultiple(of: 2) ? .early : .confirmed
+            try record(notifier.lineChanged(Self.bobState([makeDialog("p\(n)", .recipient, state)]), now: Self.now))
+        }
+        #expect(persisted == [3, 6])
+        #expect(notifier.subscription(id: id)?.dialog.localSequenceNumber == 8)
     }
 
     @Test func aBurstWhileANotifyIsInFlightBecomesOneNotifyWithTheNewestState() throws {

@@ -14,8 +14,9 @@ public enum TerminationReason: String, Sendable, Hashable {
 /// `lineChanged`, `notifyAnswered`, `expire(now:)`, …) and executes the ``Action``s it answers,
 /// in order. It promises:
 /// - every NOTIFY carries the whole current state (`state="full"`), a body `version` one above
-///   the previous NOTIFY's and a CSeq one above (both persisted with `.persist` before the
-///   `.sendNotify` that uses them, and bumped by `restartSequenceMargin` on `restore`);
+///   the previous NOTIFY's and a CSeq one above; both are persisted (`.persist`, before the
+///   `.sendNotify`) at least every `notifiesBetweenWrites` NOTIFYs, and a `restore` jumps them
+///   `restartSequenceMargin` (more than that) above the stored ones, so they never go back;
 /// - at most one NOTIFY per subscription is in flight; changes meanwhile are coalesced into one
 ///   NOTIFY built from the newest state when the in-flight one is answered, so nothing stale is
 ///   ever sent after something newer;
@@ -59,6 +60,12 @@ public struct NotifierStateMachine: Sendable {
         /// persisted values, so that they never go backwards even if the last few NOTIFYs before
         /// a crash were not yet written.
         public var restartSequenceMargin: UInt32 = 10_000
+        /// NOTIFYs a subscription sends between two writes of its CSeq and version. The store
+        /// is then at most this many behind what was sent, and a restore jumps
+        /// `restartSequenceMargin` (far more) above what was stored, so the numbers still
+        /// never go backwards; writing every NOTIFY's numbers doubled the store writes of a
+        /// new subscription (issue 10). Must be below `restartSequenceMargin`; 1 writes each.
+        public var notifiesBetweenWrites: UInt32 = 1_000
         /// RFC 3261 §18.1.1: a UDP request larger than this is counted and logged.
         public var maximumUDPMessageSize: Int = 1300
         public init() {}
@@ -109,6 +116,14 @@ public struct NotifierStateMachine: Sendable {
         /// The live dialogs the last NOTIFY listed: those gone since are listed once as
         /// `terminated` (RFC 4235 §3.7.1), so that a phone that tracks dialogs by id clears them.
         var shownDialogs: [LineDialog] = []
+        /// The local CSeq number the store has (as of the last `.persist`, or what `add` and
+        /// `restore` were given).
+        var storedSequenceNumber: UInt32
+
+        init(subscription: Subscription) {
+            self.subscription = subscription
+            self.storedSequenceNumber = subscription.dialog.localSequenceNumber ?? 0
+        }
     }
 
     private enum Phase: Sendable, Hashable {
@@ -194,6 +209,7 @@ public struct NotifierStateMachine: Sendable {
         if let existing = watches[id] {
             unindex(existing.subscription)
             watches[id]?.subscription = subscription
+            watches[id]?.storedSequenceNumber = subscription.dialog.localSequenceNumber ?? 0
             index(subscription, id: id)
             if subscription.expiresAt <= now { return end(id, reason: .timeout, now: now) }
             return notifyWhenPossible(id, now: now)
@@ -227,7 +243,7 @@ public struct NotifierStateMachine: Sendable {
             watches[id]?.phase = .notifying(pending: true)
             return [.persist(watch.subscription)]
         }
-        return notifyNow(id, now: now)
+        return notifyNow(id, now: now, persisting: true)
     }
 
     /// `Expires: 0`: a final NOTIFY `terminated;reason=timeout` with the current state, then removal.
@@ -394,7 +410,10 @@ public struct NotifierStateMachine: Sendable {
             subscription.dialog = restarted(stored.dialog)
             subscription.nextVersion = Self.adding(settings.restartSequenceMargin, to: stored.nextVersion)
             let id = subscription.id
-            watches[id] = Watch(subscription: subscription)
+            var watch = Watch(subscription: subscription)
+            // The store has the number from before the jump: the first NOTIFY writes the new one.
+            watch.storedSequenceNumber = stored.dialog.localSequenceNumber ?? 0
+            watches[id] = watch
             index(subscription, id: id)
             if let reason = violation(of: subscription) {
                 actions += end(id, reason: reason, now: now)
@@ -421,18 +440,21 @@ public struct NotifierStateMachine: Sendable {
         }
     }
 
-    /// An active NOTIFY with the full current state; the subscription (CSeq and version moved)
-    /// is persisted first.
-    private mutating func notifyNow(_ id: String, now: Date) -> [Action] {
+    /// An active NOTIFY with the full current state. The subscription is persisted first when
+    /// `persisting` (its expiry moved) or when its CSeq is `notifiesBetweenWrites` ahead of
+    /// the stored one.
+    private mutating func notifyNow(_ id: String, now: Date, persisting: Bool = false) -> [Action] {
         // Taken out of the table while it changes, so that it is the only reference to its dialog.
         guard var watch = watches.removeValue(forKey: id) else { return [] }
         let notify = makeNotify(&watch, terminated: nil, now: now)
         watch.phase = .notifying(pending: false)
+        let sequence = watch.subscription.dialog.localSequenceNumber ?? 0
+        let unstored = sequence - min(sequence, watch.storedSequenceNumber)
+        let persists = persisting || unstored >= settings.notifiesBetweenWrites
+        if persists { watch.storedSequenceNumber = sequence }
         watches[id] = watch
-        var actions: [Action] = [
-            .persist(watch.subscription),
-            .sendNotify(notify, subscriptionID: id, to: watch.subscription.source),
-        ]
+        var actions: [Action] = persists ? [.persist(watch.subscription)] : []
+        actions.append(.sendNotify(notify, subscriptionID: id, to: watch.subscription.source))
         if let oversize = oversize(notify, id: id, to: watch.subscription.source) { actions.append(oversize) }
         return actions
     }

@@ -15,9 +15,10 @@ thread_ticks() {
 }
 thread_ticks > $D/ticks-before
 (sleep 2; perf record -F 999 -g -p $PID -o $D/perf.data -- sleep 6 > /dev/null 2>&1) &
+PERF=$!
 subscribe $((RATE * SECONDS_OF_LOAD)) $RATE $D/load.txt
 thread_ticks > $D/ticks-after
-wait
+wait $PERF  # not a bare wait: the server is a background job too
 kill $PID
 echo "CPU ticks per thread over the run:"
 join $D/ticks-before $D/ticks-after | awk '{d = $5 - $3; if (d > 0) print "  " $2, d}' | sort -k2 -n -r

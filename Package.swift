@@ -122,7 +122,8 @@ let package = Package(
                 "AdminAPI", "BusyLampProvisioning",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
-                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPAuth", "SIPCore", "SIPTransactions", "SIPTransportNIO",
+                "BusyLampServer", "BusyLampStore", "BusyLampCore", "SIPAuth", "SIPCore", "SIPTransactions",
+                "SIPTransportNIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -164,7 +165,15 @@ let package = Package(
         .testTarget(name: "BusyLampStoreTests", dependencies: ["BusyLampStore"]),
         .testTarget(name: "BusyLampProvisioningTests", dependencies: ["BusyLampProvisioning", "BusyLampCore"]),
         .testTarget(name: "AdminAPITests", dependencies: ["AdminAPI", "BusyLampCore"]),
-        .testTarget(name: "BusyLampServerTests", dependencies: ["BusyLampServer", "BusyLampCore", "SIPCore"]),
+        .testTarget(
+            name: "BusyLampServerTests",
+            dependencies: [
+                "BusyLampServer", "BusyLampCore", "BusyLampStore", "SIPCore", "SIPAuth", "SIPTransportNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -282,10 +282,14 @@ final class SIPShard: @unchecked Sendable {
                 countRefusal(request.method.rawValue, reason: "challenge")
                 return send(.response(challengeResponse(to: request, outcome: .missingCredentials)), to: flow)
             }
-            if let key, inboundFlows[key] == nil, request.method != .ack {
+            let actions = transactions.receivedRequest(request, from: peer)
+            // Only a transaction the layer keeps gets a flow entry: its `.terminated` removes it.
+            // A request it refuses (503 for a full table) has none, so a flood of new branches
+            // cannot grow this map past the table's cap.
+            if let key, inboundFlows[key] == nil, transactions.contains(key) {
                 inboundFlows[key] = flow
             }
-            execute(transactions.receivedRequest(request, from: peer), flow: flow)
+            execute(actions, flow: flow)
         case .response(let response):
             execute(transactions.receivedResponse(response, from: peer), flow: flow)
         }
@@ -464,8 +468,15 @@ final class SIPShard: @unchecked Sendable {
     func flow(to peer: SIPPeer, like inbound: SIPFlow?) -> SIPFlow? {
         guard let address = try? SocketAddress(ipAddress: peer.host, port: peer.port) else { return nil }
         let transportKind = SIPTransportKind(rawValue: peer.transport.rawValue) ?? .udp
+        // The listener the peer reached (a phone behind NAT only lets that socket's packets
+        // back in); the transport's first only for a peer that never reached us (a trunk) or
+        // whose listener is gone since (a restart with other `--sip` options).
+        let reached = peer.listener.map(Int.init).flatMap { index in
+            transport.listeners.indices.contains(index) && transport.listeners[index].transport == transportKind
+                ? index : nil
+        }
         let listenerIndex =
-            inbound?.listenerIndex
+            inbound?.listenerIndex ?? reached
             ?? transport.listeners.firstIndex { $0.transport == transportKind } ?? 0
         return SIPFlow(
             transport: transportKind,
@@ -646,7 +657,8 @@ extension SIPPeer {
             transport: transport,
             host: flow.remoteHost,
             port: flow.remotePort,
-            connectionID: flow.connectionID?.rawValue
+            connectionID: flow.connectionID?.rawValue,
+            listener: UInt16(exactly: flow.listenerIndex)
         )
     }
 }

@@ -139,6 +139,13 @@ struct AppDatabase: Sendable {
                 t.column("created_at", .double).notNull()
             }
         }
+        migrator.registerMigration("v3-listener") { db in
+            // Which of our listeners a binding's or subscription's peer reached (issue 9: a
+            // NOTIFY or INVITE leaves from that socket). NULL for rows from before: the first.
+            for table in ["bindings", "subscriptions"] {
+                try db.alter(table: table) { t in t.add(column: "listener", .integer) }
+            }
+        }
         return migrator
     }
 }

@@ -233,13 +233,15 @@ struct BindingRecord: FetchableRecord, PersistableRecord {
 }
 
 /// The columns where a table keeps a `SIPPeer` (`bindings` and `subscriptions` name them alike):
-/// `transport`, `host`, `port` and the stream's `connection_id`, a `UInt64` kept as its
-/// `Int64` bit pattern (SQLite integers are signed).
+/// `transport`, `host`, `port`, the stream's `connection_id`, a `UInt64` kept as its
+/// `Int64` bit pattern (SQLite integers are signed), and the `listener` it reached (NULL: the
+/// transport's first).
 enum SIPPeerColumns {
     static let transport = Column("transport")
     static let host = Column("host")
     static let port = Column("port")
     static let connectionID = Column("connection_id")
+    static let listener = Column("listener")
 
     static func encode(_ peer: SIPPeer, to container: inout PersistenceContainer) {
         for (column, value) in values(of: peer) { container[column] = value }
@@ -251,6 +253,7 @@ enum SIPPeerColumns {
             (host, peer.host),
             (port, peer.port),
             (connectionID, peer.connectionID.map { Int64(bitPattern: $0) }),
+            (listener, peer.listener.map { Int64($0) }),
         ]
     }
 
@@ -260,11 +263,13 @@ enum SIPPeerColumns {
             throw StoreCorruption(table: table, problem: "unknown transport \"\(transportName)\"")
         }
         let connectionID: Int64? = row[connectionID]
+        let listener: Int64? = row[listener]
         return SIPPeer(
             transport: transport,
             host: row[host],
             port: row[port],
-            connectionID: connectionID.map { UInt64(bitPattern: $0) }
+            connectionID: connectionID.map { UInt64(bitPattern: $0) },
+            listener: listener.flatMap { UInt16(exactly: $0) }
         )
     }
 }

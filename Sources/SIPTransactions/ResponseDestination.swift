@@ -40,7 +40,12 @@ public enum ResponseDestination: Sendable, Hashable {
         // the two differ the Via was stamped for a different hop; `received` is what §18.2.2 names.
         let receivedHost = via.received ?? peer.host
         if peer.reliability.isReliable {
-            let fallback = SIPPeer(transport: peer.transport, host: receivedHost, port: sentByPort)
+            let fallback = SIPPeer(
+                transport: peer.transport,
+                host: receivedHost,
+                port: sentByPort,
+                listener: peer.listener
+            )
             if let connectionID = peer.connectionID {
                 self = .sameConnection(connectionID: connectionID, fallback: fallback)
             } else {
@@ -53,7 +58,12 @@ public enum ResponseDestination: Sendable, Hashable {
         // > or port 5060 if none is present.
         if let maddr = via.parameters.unquotedValue("maddr"), !maddr.isEmpty {
             self = .address(
-                SIPPeer(transport: peer.transport, host: ResponseDestination.stripBrackets(maddr), port: sentByPort)
+                SIPPeer(
+                    transport: peer.transport,
+                    host: ResponseDestination.stripBrackets(maddr),
+                    port: sentByPort,
+                    listener: peer.listener
+                )
             )
             return
         }
@@ -64,14 +74,23 @@ public enum ResponseDestination: Sendable, Hashable {
         // be sent to the IP address listed in the 'received' parameter, and the port in the
         // 'rport' parameter."
         if via.hasRport {
-            self = .address(SIPPeer(transport: peer.transport, host: receivedHost, port: via.rport ?? peer.port))
+            self = .address(
+                SIPPeer(
+                    transport: peer.transport,
+                    host: receivedHost,
+                    port: via.rport ?? peer.port,
+                    listener: peer.listener
+                )
+            )
             return
         }
         // > Otherwise (for unreliable unicast transports), if the top Via has a "received"
         // > parameter, the response MUST be sent to the address in the "received" parameter,
         // > using the port indicated in the "sent-by" value, or using port 5060 if none is
         // > specified explicitly.
-        self = .address(SIPPeer(transport: peer.transport, host: receivedHost, port: sentByPort))
+        self = .address(
+            SIPPeer(transport: peer.transport, host: receivedHost, port: sentByPort, listener: peer.listener)
+        )
     }
 
     static func stripBrackets(_ host: String) -> String {

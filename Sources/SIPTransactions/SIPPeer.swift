@@ -15,14 +15,18 @@ public struct SIPPeer: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var transport: Transport
+    /// Which of our listeners the peer reached (the transport numbers them): a request to it
+    /// leaves from that socket, the only one its NAT lets back in. `nil`: the transport's first.
+    public var listener: UInt16?
     /// An IP address, without IPv6 brackets.
     public var host: String
     public var port: Int
     /// For TCP and TLS: the connection the message travelled on, as the transport numbers them.
     public var connectionID: UInt64?
 
-    public init(transport: Transport, host: String, port: Int, connectionID: UInt64? = nil) {
+    public init(transport: Transport, host: String, port: Int, connectionID: UInt64? = nil, listener: UInt16? = nil) {
         self.transport = transport
+        self.listener = listener
         self.host = host
         self.port = port
         self.connectionID = connectionID

@@ -8,7 +8,7 @@ import Testing
 struct AppDatabaseTests {
     /// Shipped migrations are frozen: a schema change is a new migration appended here.
     @Test func migrationsAreNamedAndInOrder() {
-        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions"])
+        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions", "v3-listener"])
     }
 
     @Test func durabilitySettings() throws {
@@ -32,7 +32,7 @@ struct AppDatabaseTests {
         // 2 = FULL: the WAL is synced at every commit (see AppDatabase).
         #expect(synchronous == 2)
         #expect(foreignKeys == true)
-        #expect(applied == ["v1", "v2-subscriptions"])
+        #expect(applied == ["v1", "v2-subscriptions", "v3-listener"])
     }
 
     @Test func schemaKeepsHashesNotPasswords() throws {

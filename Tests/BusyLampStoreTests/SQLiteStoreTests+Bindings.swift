@@ -35,7 +35,7 @@ struct SQLiteStoreBindingTests {
         var full = Self.binding(
             "6495550201",
             "sip:6495550201@192.0.2.1:5060;transport=tcp",
-            source: SIPPeer(transport: .tcp, host: "192.0.2.1", port: 40000, connectionID: UInt64.max)
+            source: SIPPeer(transport: .tcp, host: "192.0.2.1", port: 40000, connectionID: UInt64.max, listener: 2)
         )
         full.instanceID = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"
         full.regID = 1

@@ -58,7 +58,13 @@ struct SubscriptionStoreTests {
             targetNumber: target,
             entity: "sip:\(target)@pbx.example.test",
             dialog: try parsedDialog(callID: callID),
-            source: SIPPeer(transport: .tcp, host: "192.0.2.10", port: 40000, connectionID: UInt64.max - 6),
+            source: SIPPeer(
+                transport: .tcp,
+                host: "192.0.2.10",
+                port: 40000,
+                connectionID: UInt64.max - 6,
+                listener: 3
+            ),
             expiresAt: now.addingTimeInterval(seconds),
             nextVersion: 3,
             userAgent: "Yealink SIP-T46U 66.86.0.15",
@@ -309,11 +315,11 @@ struct SubscriptionStoreTests {
         #expect(throws: StoreCorruption.self) { try store.subscriptions(targetNumber: subscription.targetNumber) }
     }
 
-    @Test func theSubscriptionsMigrationComesAfterV1() throws {
-        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions"])
+    @Test func theMigrationsRunInOrderAndKeepOlderRows() throws {
+        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions", "v3-listener"])
 
-        // A database written by a release with only v1 (with a binding) gains the table and
-        // keeps its rows.
+        // A database written by a release with only v1 (with a binding) gains the table and the
+        // listener column, and keeps its rows (their listener unknown: NULL).
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let path = folder.url.appendingPathComponent(AppDatabase.fileName).path
@@ -329,7 +335,19 @@ struct SubscriptionStoreTests {
         do {
             let pool = try DatabasePool(path: path)
             try AppDatabase.migrator.migrate(pool, upTo: "v1")
-            try pool.write { db in try BindingRecord(binding).insert(db) }
+            // The columns of v1 only: today's record writes the later `listener` column too.
+            try pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO bindings (aor, contact, expires_at, call_id, cseq, transport, host, port, updated_at)
+                        VALUES (?, ?, ?, ?, ?, 'udp', '192.0.2.10', 5060, ?)
+                        """,
+                    arguments: [
+                        binding.aor, binding.contact, BindingRecord.milliseconds(binding.expiresAt), binding.callID,
+                        Int64(binding.cseq), BindingRecord.milliseconds(binding.updatedAt),
+                    ]
+                )
+            }
             try pool.close()
         }
         let store = try SQLiteStore.open(path: path)
@@ -339,7 +357,7 @@ struct SubscriptionStoreTests {
                 try db.indexes(on: SubscriptionRecord.databaseTableName).map(\.columns)
             )
         }
-        #expect(applied == ["v1", "v2-subscriptions"])
+        #expect(applied == ["v1", "v2-subscriptions", "v3-listener"])
         #expect(indexedColumns.contains(["target_number"]))
         #expect(indexedColumns.contains(["expires_at"]))
         #expect(try store.allBindings() == [binding])

@@ -1,0 +1,122 @@
+import BusyLampCore
+import Foundation
+import SIPAuth
+import SIPCore
+import SIPTransportNIO
+import Testing
+
+@testable import BusyLampServer
+
+/// The driver's own promises, checked inside the process on real sockets (issue 9: two defects
+/// found by reading it): state a flood must not grow, and the socket a request leaves from.
+@Suite("Server driver", .timeLimit(.minutes(1)))
+struct SIPServerDriverTests {
+    static func options(branch: String, to port: Int, from phone: UDPPhone) -> String {
+        """
+        OPTIONS sip:127.0.0.1:\(port) SIP/2.0\r
+        Via: SIP/2.0/UDP 127.0.0.1:\(phone.port);branch=z9hG4bK\(branch);rport\r
+        Max-Forwards: 70\r
+        From: <sip:probe@127.0.0.1>;tag=\(branch)\r
+        To: <sip:127.0.0.1:\(port)>\r
+        Call-ID: \(branch)@driver\r
+        CSeq: 1 OPTIONS\r
+        Content-Length: 0\r
+        \r
+
+        """
+    }
+
+    /// A full transaction table answers 503 and keeps nothing for the refused request: before,
+    /// each refused branch left its flow in `inboundFlows` for ever (no transaction, so no
+    /// `.terminated` to remove it).
+    @Test func aFullTransactionTableKeepsNothingForWhatItRefuses() async throws {
+        let harness = try await DriverHarness.start { $0.maximumTransactions = 4 }
+        let phone = try await UDPPhone.open(group: harness.group)
+        let port = harness.port(ofListener: 0)
+        let offered = 40
+        for index in 0..<offered {
+            try await phone.send(Self.options(branch: "flood\(index)", to: port, from: phone), to: port)
+        }
+        let answers = try await phone.awaitCount(offered).compactMap(\.message.response)
+        let refused = answers.filter { $0.statusCode == 503 }
+        #expect(answers.count == offered)
+        #expect(refused.count >= offered - 4, "the table holds 4: the rest are refused")
+        #expect(refused.allSatisfy { $0.headers[.retryAfter] != nil })
+        let (flows, transactions) = try await harness.onShard { ($0.inboundFlows.count, $0.transactions.count) }
+        #expect(transactions <= 4)
+        #expect(flows <= transactions, "a flow entry only for a transaction that exists")
+        try await phone.close()
+        try await harness.stop()
+    }
+
+    /// With two UDP listeners, the NOTIFY of a subscription leaves from the socket its SUBSCRIBE
+    /// reached (a phone's NAT lets only that one back in), not the transport's first listener.
+    @Test func aNotifyLeavesFromTheListenerTheSubscribeReached() async throws {
+        let harness = try await DriverHarness.start(listenAddresses: [
+            SIPListenAddress(transport: .udp, host: "127.0.0.1", port: 0),
+            SIPListenAddress(transport: .udp, host: "127.0.0.1", port: 0),
+        ])
+        let phone = try await UDPPhone.open(group: harness.group)
+        let second = harness.port(ofListener: 1)
+        #expect(second != harness.port(ofListener: 0))
+
+        let watcher = DriverHarness.directory.lines[0]
+        let target = DriverHarness.directory.lines[1]
+        func subscribe(cseq: Int, authorization: String?) -> String {
+            var text = """
+                SUBSCRIBE sip:\(target.extensionNumber)@\(DriverHarness.domain) SIP/2.0\r
+                Via: SIP/2.0/UDP 127.0.0.1:\(phone.port);branch=z9hG4bKsub\(cseq);rport\r
+                Max-Forwards: 70\r
+                From: <sip:\(watcher.number)@\(DriverHarness.domain)>;tag=watcher\r
+                To: <sip:\(target.extensionNumber)@\(DriverHarness.domain)>\r
+                Call-ID: listener-test@driver\r
+                CSeq: \(cseq) SUBSCRIBE\r
+                Contact: <sip:\(watcher.number)@127.0.0.1:\(phone.port)>\r
+                Event: dialog\r
+                Accept: application/dialog-info+xml\r
+                Expires: 600\r
+
+                """
+            if let authorization { text += "Authorization: \(authorization)\r\n" }
+            return text + "Content-Length: 0\r\n\r\n"
+        }
+
+        try await phone.send(subscribe(cseq: 1, authorization: nil), to: second)
+        let challenge = try await phone.first { $0.response?.statusCode == 401 }
+        let header = try #require(challenge.message.response?.headers[.wwwAuthenticate])
+        let authorization = try Self.authorization(
+            challenge: header,
+            user: watcher.number,
+            uri: "sip:\(target.extensionNumber)@\(DriverHarness.domain)",
+            method: "SUBSCRIBE"
+        )
+        try await phone.send(subscribe(cseq: 2, authorization: authorization), to: second)
+        let accepted = try await phone.first { ($0.response?.statusCode ?? 0) / 100 == 2 }
+        #expect(accepted.sourcePort == second)
+        let notify = try await phone.first { $0.request?.method == .notify }
+        #expect(notify.sourcePort == second, "NOTIFY from the SUBSCRIBE's listener")
+        #expect(notify.message.request?.headers[.via]?.contains(":\(second);") == true)
+        try await phone.close()
+        try await harness.stop()
+    }
+
+    /// The `Authorization` value a phone sends for `challenge` (MD5, `qop=auth`, `nc=1`).
+    static func authorization(challenge: String, user: String, uri: String, method: String) throws -> String {
+        func parameter(_ name: String) -> String? {
+            guard let range = challenge.range(of: "\(name)=\"") else { return nil }
+            let rest = challenge[range.upperBound...]
+            return rest.firstIndex(of: "\"").map { String(rest[..<$0]) }
+        }
+        let realm = try #require(parameter("realm"))
+        let nonce = try #require(parameter("nonce"))
+        let algorithm = DigestAlgorithm.md5
+        let ha1 = algorithm.ha1(username: user, realm: realm, password: DriverHarness.password)
+        let qop = DigestAlgorithm.QualityOfProtection(nonceCount: "00000001", cnonce: "driver")
+        let response = algorithm.response(ha1: ha1, nonce: nonce, method: method, digestURI: uri, qop: qop)
+        var value =
+            "Digest username=\"\(user)\", realm=\"\(realm)\", nonce=\"\(nonce)\", uri=\"\(uri)\", "
+            + "response=\"\(response)\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"driver\""
+        if let opaque = parameter("opaque") { value += ", opaque=\"\(opaque)\"" }
+        return value
+    }
+}

@@ -32,7 +32,9 @@ public struct SIPParser: Sendable {
     }
 
     private func parse(
-        _ buffer: UnsafeBufferPointer<UInt8>, source: [UInt8], framing: SIPFraming
+        _ buffer: UnsafeBufferPointer<UInt8>,
+        source: [UInt8],
+        framing: SIPFraming
     ) throws(SIPParseError) -> SIPMessage {
         let count = buffer.count
         // RFC 3261 §7.5: CRLFs before the start line are ignored.
@@ -68,7 +70,9 @@ public struct SIPParser: Sendable {
             guard let startLine else { return nil }
             flush()
             return Self.responseContext(
-                headers: SIPHeaders(source: source, entries: entries, strings: strings), startLine: buffer[startLine])
+                headers: SIPHeaders(source: source, entries: entries, strings: strings),
+                startLine: buffer[startLine]
+            )
         }
         while index < count {
             let start = index
@@ -124,7 +128,8 @@ public struct SIPParser: Sendable {
             while valueEnd > valueStart, buffer[valueEnd - 1].isSIPWhitespace { valueEnd -= 1 }
             let known = SIPHeaderName.known(UnsafeBufferPointer(rebasing: buffer[start..<nameEnd]))
             entries.append(
-                SIPHeaders.Entry(known: known, name: start..<nameEnd, value: valueStart..<valueEnd))
+                SIPHeaders.Entry(known: known, name: start..<nameEnd, value: valueStart..<valueEnd)
+            )
             pendingOpen = true
             pendingRaw = (colon + 1)..<lineEnd
         }
@@ -135,11 +140,21 @@ public struct SIPParser: Sendable {
         // The response context is only built on failure: no strings on the success path.
         func fail(_ code: SIPParseError.Code, _ reason: String, status: Int = 400) -> SIPParseError {
             SIPParseError(
-                code, reason, statusCode: status,
-                responseContext: Self.responseContext(headers: headers, startLine: buffer[startLine]))
+                code,
+                reason,
+                statusCode: status,
+                responseContext: Self.responseContext(headers: headers, startLine: buffer[startLine])
+            )
         }
         if badHeaderLine { throw fail(.badHeaderLine, "Malformed Header Line") }
-        if buffer[startLine].contains(0) { throw fail(.invalidBytes, "NUL Byte In Start Line") }
+        // RFC 3261 §25.1: no field may hold a control character (a quoted-pair could escape
+        // one, but no phone sends that); NUL or ESC in a display name is an attack on whatever
+        // shows or logs it, and a bare CR splits a line differently in other parsers.
+        let head = UnsafeBufferPointer(rebasing: buffer[startLine.lowerBound..<index])
+        if let offset = Self.firstControlCharacter(in: head) {
+            let inStartLine = offset < startLine.count
+            throw fail(.invalidBytes, inStartLine ? "Control Character In Start Line" : "Control Character In Header")
+        }
 
         // Body
         let available = headerSectionEnded ? count - index : 0
@@ -185,11 +200,42 @@ public struct SIPParser: Sendable {
         return message
     }
 
+    /// The offset of the first control character (or DEL) that is neither the HT, CR and LF
+    /// that lay lines out (a CR only before an LF) nor escaped by a quoted-pair inside a quoted
+    /// string (RFC 3261 §25.1; RFC 4475 §3.1.1.2 has `"BEL:\<BEL> NUL:\<NUL>"` in a display name).
+    static func firstControlCharacter(in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        var inQuotes = false
+        var escaped = false
+        var offset = 0
+        let count = bytes.count
+        while offset < count {
+            let byte = bytes[offset]
+            if escaped {
+                // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): anything but CR and LF.
+                escaped = false
+                if byte == .cr || byte == .lf { return offset }
+            } else if byte == .doubleQuote {
+                inQuotes.toggle()
+            } else if byte == .backslash, inQuotes {
+                escaped = true
+            } else if byte == .lf {
+                inQuotes = false
+            } else if byte < 0x20 || byte == 0x7F {
+                let layout = byte == .tab || (byte == .cr && offset + 1 < count && bytes[offset + 1] == .lf)
+                if !layout { return offset }
+            }
+            offset += 1
+        }
+        return nil
+    }
+
     /// Fields a typical message has; the field table is allocated once at this size.
     static let expectedHeaderCount = 24
 
     private func parseRequestLine(
-        _ line: UnsafeBufferPointer<UInt8>, headers: SIPHeaders, body: [UInt8],
+        _ line: UnsafeBufferPointer<UInt8>,
+        headers: SIPHeaders,
+        body: [UInt8],
         fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) -> SIPRequest {
         // RFC 3261 §7.1: Method SP Request-URI SP SIP-Version, single spaces.
@@ -216,7 +262,9 @@ public struct SIPParser: Sendable {
     }
 
     private func parseStatusLine(
-        _ line: UnsafeBufferPointer<UInt8>, headers: SIPHeaders, body: [UInt8],
+        _ line: UnsafeBufferPointer<UInt8>,
+        headers: SIPHeaders,
+        body: [UInt8],
         fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) -> SIPResponse {
         // RFC 3261 §7.2: SIP-Version SP Status-Code SP Reason-Phrase
@@ -234,7 +282,9 @@ public struct SIPParser: Sendable {
     /// Checks the headers every transaction relies on; `method` is the request's (`nil` for a
     /// response).
     private func validateMandatoryHeaders(
-        _ headers: SIPHeaders, method: SIPMethod?, fail: (SIPParseError.Code, String, Int) -> SIPParseError
+        _ headers: SIPHeaders,
+        method: SIPMethod?,
+        fail: (SIPParseError.Code, String, Int) -> SIPParseError
     ) throws(SIPParseError) {
         // One pass to find the headers every message must have, checked on their bytes.
         var via: Int?
@@ -312,7 +362,9 @@ public struct SIPParser: Sendable {
             }
         }
         // RFC 3261 §20.17 / RFC 4475 §3.1.2.12: the only time zone is "GMT".
-        if let date, !headers.withValueBytes(headers.entries[date], { $0.reversed().starts(with: " GMT".utf8.reversed()) }) {
+        if let date,
+            !headers.withValueBytes(headers.entries[date], { $0.reversed().starts(with: " GMT".utf8.reversed()) })
+        {
             throw fail(.badHeaderValue, "Malformed Date Header", 400)
         }
         // RFC 3261 §20.10 / RFC 4475 §3.1.2.13: a URI with headers (or ',', '?') must be in <>.
@@ -325,15 +377,27 @@ public struct SIPParser: Sendable {
         }
     }
 
-    static func responseContext(headers: SIPHeaders, startLine: Slice<UnsafeBufferPointer<UInt8>>) -> SIPParseError.ResponseContext? {
+    static func responseContext(
+        headers: SIPHeaders,
+        startLine: Slice<UnsafeBufferPointer<UInt8>>
+    ) -> SIPParseError.ResponseContext? {
         guard let from = headers[.from], let to = headers[.to], let callID = headers[.callID], let cseq = headers[.cseq]
         else { return nil }
         let via = headers.values(.via)
         guard !via.isEmpty else { return nil }
         let isResponse = startLine.starts(with: "SIP/".utf8)
-        let method = isResponse ? nil : startLine.split(separator: .space).first.map { SIPMethod(String(decoding: $0, as: UTF8.self)) }
+        let method =
+            isResponse
+            ? nil : startLine.split(separator: .space).first.map { SIPMethod(String(decoding: $0, as: UTF8.self)) }
         return SIPParseError.ResponseContext(
-            isRequest: !isResponse, method: method, via: via, from: from, to: to, callID: callID, cseq: cseq)
+            isRequest: !isResponse,
+            method: method,
+            via: via,
+            from: from,
+            to: to,
+            callID: callID,
+            cseq: cseq
+        )
     }
 }
 
@@ -362,7 +426,8 @@ extension UnsafeBufferPointer<UInt8> {
             while index + 8 <= count {
                 // A byte of `word` is zero where the message has an LF; the lowest set high bit of
                 // `found` marks the first such byte (higher ones may be false positives).
-                let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                let word =
+                    UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
                     ^ 0x0A0A_0A0A_0A0A_0A0A
                 let found = (word &- 0x0101_0101_0101_0101) & ~word & 0x8080_8080_8080_8080
                 if found != 0 { return index + found.trailingZeroBitCount / 8 }

@@ -69,6 +69,14 @@ public struct SIPStreamFramer: Sendable {
         return .message(message)
     }
 
+    /// After ``next()`` threw ``FramingError/badContentLength``: the header section of the
+    /// message that could not be framed, through its blank line, so that the 400 RFC 3261 §18.3
+    /// asks for can be built from it (``SIPParser`` names the fault) before the connection closes.
+    public func headerSectionOfUnframedMessage() -> [UInt8]? {
+        guard let end = findHeaderEnd() else { return nil }
+        return Array(buffer[readIndex..<end.upperBound])
+    }
+
     private mutating func compact() {
         if readIndex > 4096, readIndex * 2 > buffer.count {
             buffer.removeSubrange(0..<readIndex)

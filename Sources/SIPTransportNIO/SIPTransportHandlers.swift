@@ -100,9 +100,30 @@ final class SIPStreamHandler: ChannelDuplexHandler {
                 }
             }
         } catch {
-            // The stream cannot be resynchronised after a framing error (RFC 3261 §18.3): close it.
+            // The stream cannot be resynchronised after a framing error (RFC 3261 §18.3): close
+            // it, after the 400 that names a bad Content-Length when the request is readable.
             transport.countDrop(error == .messageTooLarge ? .oversizedStream : .badStreamFraming)
-            context.close(promise: nil)
+            guard error == .badContentLength,
+                let refusal = refusal(ofUnframed: framer, allocator: context.channel.allocator)
+            else { return context.close(promise: nil) }
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(refusal)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    /// The 400 for a message whose Content-Length cannot frame it, from its header section
+    /// (`nil` when the header section names no transaction to answer, or is a response).
+    private func refusal(ofUnframed framer: SIPStreamFramer, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard let head = framer.headerSectionOfUnframedMessage() else { return nil }
+        do {
+            _ = try SIPParser(limits: framer.limits).parse(head, framing: .stream)
+            return nil  // it parses after all: nothing to name, only close
+        } catch {
+            guard let response = error.makeResponse(toTag: String(UInt64.random(in: .min ... .max), radix: 16))
+            else { return nil }
+            var buffer = allocator.buffer(capacity: 512)
+            SIPMessage.response(response).serialize(into: &buffer)
+            return buffer
         }
     }
 

@@ -19,7 +19,11 @@ private func request(_ extra: [String] = [], contentLength: String? = "0", body:
     return message(lines, body: body)
 }
 
-private func parseError(_ bytes: [UInt8], framing: SIPFraming = .datagram, limits: SIPParserLimits = .default) -> SIPParseError? {
+private func parseError(
+    _ bytes: [UInt8],
+    framing: SIPFraming = .datagram,
+    limits: SIPParserLimits = .default
+) -> SIPParseError? {
     do {
         _ = try SIPParser(limits: limits).parse(bytes, framing: framing)
         return nil
@@ -41,10 +45,15 @@ private func parseError(_ bytes: [UInt8], framing: SIPFraming = .datagram, limit
     }
 
     @Test func repeatedHeadersAndCommaListsAreBothElements() throws {
-        let parsed = try SIPParser().parse(request(["Contact: <sip:a@h1>, \"x, y\" <sip:b@h2>", "Contact: <sip:c@h3>"]))
+        let parsed = try SIPParser().parse(
+            request(["Contact: <sip:a@h1>, \"x, y\" <sip:b@h2>", "Contact: <sip:c@h3>"])
+        )
         #expect(parsed.headers.values(.contact).count == 2)
         #expect(parsed.headers.listElements(.contact).count == 3)
-        guard case .request(let options) = parsed else { Issue.record("not a request"); return }
+        guard case .request(let options) = parsed else {
+            Issue.record("not a request")
+            return
+        }
         #expect(options.contacts?.count == 3)
     }
 
@@ -59,8 +68,12 @@ private func parseError(_ bytes: [UInt8], framing: SIPFraming = .datagram, limit
                 "OPTIONS sip:202@h;lr SIP/2.0", "Via: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKx;rport",
                 "From: \"A \\\"quoted\\\" \\\\ name\" <sip:a@[2001:db8::2]:5070>;tag=t", "To: <sip:b@h>",
                 "Call-ID: q", "CSeq: 1 OPTIONS", "l: 0",
-            ]))
-        guard case .request(let options) = parsed else { Issue.record("not a request"); return }
+            ])
+        )
+        guard case .request(let options) = parsed else {
+            Issue.record("not a request")
+            return
+        }
         #expect(options.from?.displayName == "A \"quoted\" \\ name")
         #expect(options.from?.uri.host == "[2001:db8::2]")
         #expect(options.from?.uri.port == 5070)
@@ -74,16 +87,57 @@ private func parseError(_ bytes: [UInt8], framing: SIPFraming = .datagram, limit
     @Test func contentLengthOnDatagrams() throws {
         // Absent: the body is the rest of the datagram.
         guard case .request(let absent) = try SIPParser().parse(request(contentLength: nil, body: "hello")) else {
-            Issue.record("not a request"); return
+            Issue.record("not a request")
+            return
         }
         #expect(absent.body == Array("hello".utf8))
         // Larger than the body: 400.
         #expect(parseError(request(contentLength: "10", body: "hello"))?.statusCode == 400)
         // Extra bytes after the body are ignored (RFC 3261 §18.3).
         guard case .request(let extra) = try SIPParser().parse(request(contentLength: "2", body: "hello")) else {
-            Issue.record("not a request"); return
+            Issue.record("not a request")
+            return
         }
         #expect(extra.body == Array("he".utf8))
+    }
+
+    /// Issue 9: a NUL in the To display name was answered 200. Every control character but the
+    /// HT, CR and LF that lay lines out is refused with a 400 that says so, wherever it is.
+    @Test(arguments: [0x00, 0x01, 0x07, 0x08, 0x0B, 0x0C, 0x0D, 0x1B, 0x1F, 0x7F] as [UInt8])
+    func controlCharactersInAnyHeaderAre400(_ control: UInt8) throws {
+        let character = String(UnicodeScalar(control))
+        let cases: [[UInt8]] = [
+            message(
+                ["OPTIONS sip:202@sip.busylamp.test SIP/2.0"] + baseHeaders.filter { !$0.hasPrefix("To:") }
+                    + ["To: \"Bob\(character)\" <sip:202@sip.busylamp.test>", "Content-Length: 0"]
+            ),
+            request(["Subject: before\(character)after"]),
+            request(["X-Name\(character): value"]),
+        ]
+        for bytes in cases {
+            let error = try #require(parseError(bytes), "control 0x\(String(control, radix: 16)) accepted")
+            #expect(error.statusCode == 400)
+            if control != 0x0D {
+                #expect(error.code == .invalidBytes || error.code == .badHeaderLine)
+            }
+        }
+        // In the value of a header a readable request carries, the 400 can be addressed.
+        let inValue = try #require(parseError(request(["Subject: before\(character)after"])))
+        #expect(inValue.reasonPhrase == "Control Character In Header")
+        #expect(inValue.makeResponse(toTag: "t") != nil)
+        // In the start line.
+        let inURI = parseError(message(["OPTIONS sip:202\(character)x@sip.busylamp.test SIP/2.0"] + baseHeaders))
+        #expect(inURI?.statusCode == 400)
+    }
+
+    @Test func tabsUTF8AndQuotedPairsStayAllowed() throws {
+        let parsed = try SIPParser().parse(request(["Subject:\tcaf\u{E9}\t", "X-Emoji: \u{1F4DE}"]))
+        #expect(parsed.headers[.subject] == "caf\u{E9}")
+        // A quoted-pair may escape a control character inside a quoted string (RFC 4475 §3.1.1.2),
+        // but not outside one, and never a CR or LF.
+        #expect(parseError(request(["X-Name: \"A\\\u{0}B\""])) == nil)
+        #expect(parseError(request(["X-Name: A\\\u{0}B"]))?.code == .invalidBytes)
+        #expect(parseError(request(["X-Name: \"A\\\rB\""]))?.code == .invalidBytes)
     }
 
     @Test func contentLengthIsMandatoryOnStreams() {
@@ -137,8 +191,14 @@ private func parseError(_ bytes: [UInt8], framing: SIPFraming = .datagram, limit
     }
 
     @Test func replyingToARequestFollowsRFC3261Section8_2_6_2() throws {
-        guard case .request(let options) = try SIPParser().parse(
-            request(["Via: SIP/2.0/UDP proxy;branch=z9hG4bK2"])) else { Issue.record("not a request"); return }
+        guard
+            case .request(let options) = try SIPParser().parse(
+                request(["Via: SIP/2.0/UDP proxy;branch=z9hG4bK2"])
+            )
+        else {
+            Issue.record("not a request")
+            return
+        }
         let ok = SIPResponse(replyingTo: options, statusCode: 200, toTag: "srv")
         #expect(ok.headers.values(.via) == options.headers.values(.via))
         #expect(ok.headers[.from] == options.headers[.from])
@@ -175,15 +235,22 @@ private func parseError(_ bytes: [UInt8], framing: SIPFraming = .datagram, limit
         var frames: [SIPStreamFramer.Frame] = []
         while let frame = try framer.next() { frames.append(frame) }
         #expect(frames == [.keepAlivePing, .message(first), .message(second), .keepAlivePing])
-        let parsed = try SIPParser().parse(try #require(frames.compactMap {
-            if case .message(let bytes) = $0 { return bytes } else { return nil }
-        }.last), framing: .stream)
+        let parsed = try SIPParser().parse(
+            try #require(
+                frames.compactMap {
+                    if case .message(let bytes) = $0 { return bytes } else { return nil }
+                }.last
+            ),
+            framing: .stream
+        )
         #expect(parsed.headers[SIPHeaderName("X-Second")] == "yes")
     }
 
     @Test func oversizedMessageIsAFramingError() {
         var framer = SIPStreamFramer(limits: SIPParserLimits(maximumMessageSize: 1_000))
-        framer.append(Array("OPTIONS sip:a@b SIP/2.0\r\nX-Pad: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 2_000))
+        framer.append(
+            Array("OPTIONS sip:a@b SIP/2.0\r\nX-Pad: ".utf8) + Array(repeating: UInt8(ascii: "a"), count: 2_000)
+        )
         #expect(throws: SIPStreamFramer.FramingError.messageTooLarge) { try framer.next() }
         var declared = SIPStreamFramer(limits: SIPParserLimits(maximumMessageSize: 1_000))
         declared.append(request(contentLength: "5000"))

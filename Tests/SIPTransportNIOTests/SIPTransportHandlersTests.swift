@@ -173,24 +173,39 @@ struct SIPTransportHandlersTests {
         #expect(connection.log.all.isEmpty)
     }
 
+    /// RFC 3261 §18.3 (a request whose message is in error gets a 400), then the close: the
+    /// stream cannot be resynchronised.
     @Test(arguments: ["abc", "-1", "", "12345678901", "10, 20"])
-    func badContentLengthClosesTheConnection(contentLength: String) throws {
+    func badContentLengthIsAnsweredThenClosed(contentLength: String) throws {
         let connection = try StreamConnection()
         let message = TestMessages.options()
             .replacingOccurrences(of: "Content-Length: 0", with: "Content-Length: \(contentLength)")
         try connection.write(message)
+        let answer = try #require(try connection.readOutboundText())
+        #expect(answer.hasPrefix("SIP/2.0 400 Malformed Content-Length\r\n"), "\(answer)")
+        #expect(answer.contains("CSeq: 1 OPTIONS"))
         #expect(!connection.channel.isActive)
         #expect(connection.log.all.isEmpty)
     }
 
-    @Test func missingContentLengthClosesTheConnection() throws {
+    @Test func missingContentLengthIsAnsweredThenClosed() throws {
         // RFC 3261 §18.3: "In the case of stream-oriented transports such as TCP, the
         // Content-Length header field indicates the size of the body" — without it a stream
         // cannot be framed.
         let connection = try StreamConnection()
         try connection.write(TestMessages.options().replacingOccurrences(of: "Content-Length: 0\r\n", with: ""))
+        let answer = try #require(try connection.readOutboundText())
+        #expect(answer.hasPrefix("SIP/2.0 400 Missing Content-Length\r\n"), "\(answer)")
         #expect(!connection.channel.isActive)
         #expect(connection.log.all.isEmpty)
+    }
+
+    @Test func anUnreadableRequestWithABadContentLengthIsOnlyClosed() throws {
+        // Nothing names a transaction (no Via, no CSeq): no answer can be built.
+        let connection = try StreamConnection()
+        try connection.write("OPTIONS sip:sip.busylamp.test SIP/2.0\r\nContent-Length: many\r\n\r\n")
+        #expect(try connection.readOutboundText() == nil)
+        #expect(!connection.channel.isActive)
     }
 
     // MARK: Idle connections

@@ -27,4 +27,7 @@ public enum LogKey {
     public static let trunk: Logger.Metadata.Key = "trunk"
     public static let file: Logger.Metadata.Key = "file"
     public static let error: Logger.Metadata.Key = "error"
+    /// What a lockout covers (`user` at an address, or the `address`) and when it ends.
+    public static let scope: Logger.Metadata.Key = "scope"
+    public static let until: Logger.Metadata.Key = "until"
 }

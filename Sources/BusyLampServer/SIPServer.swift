@@ -65,6 +65,8 @@ public final class SIPServer: Sendable {
         public var timerTick: Duration = .milliseconds(4)
         /// When a shard refuses new work because it is past capacity.
         public var overload = OverloadGuard.Settings()
+        /// When a source's failed authentications lock it out (each shard counts its own).
+        public var failedAuthentications = FailedAuthenticationGuard.Settings()
         public init() {}
     }
 

@@ -31,13 +31,39 @@ extension SIPShard {
         as role: ChallengeRole = .userAgentServer
     ) -> Line? {
         let directory = self.directory
+        let now = Date()
+        let address = inboundFlows[key]?.remoteHost ?? "?"
+        // The user the credentials claim: what failures are counted under (issue 9).
+        let claimedUser = request.headers[role.credentialsHeader].flatMap { try? DigestCredentials(parsing: $0) }?
+            .username
+        if let claimedUser,
+            case .lockedOut(let scope, _) = failedAuthentications.verdict(address: address, user: claimedUser, now: now)
+        {
+            // No verification, no new challenge: a guesser learns nothing and costs one lookup.
+            metrics.authLockedOutRequests.increment(scope.rawValue)
+            countRefusal(request.method.rawValue, reason: "locked_out")
+            respond(to: request, key: key, status: 403, reason: "Too Many Failed Authentications")
+            return nil
+        }
         let outcome = authenticator.verify(
             request: request,
             headerName: role.credentialsHeader,
             ha1Lookup: { username, algorithm in directory.line(number: username)?.credentials[algorithm] },
-            now: Date()
+            now: now
         )
         guard case .authenticated(let username) = outcome, let line = directory.line(number: username) else {
+            if outcome == .wrongCredentials, let claimedUser,
+                let lockout = failedAuthentications.recordFailure(address: address, user: claimedUser, now: now)
+            {
+                metrics.authLockouts.increment(lockout.scope.rawValue)
+                logger.warning(
+                    "Too many failed authentications: locked out",
+                    metadata: [
+                        LogKey.peer: "\(address)", LogKey.line: "\(lockout.user)",
+                        LogKey.scope: "\(lockout.scope)", LogKey.until: "\(lockout.until)",
+                    ]
+                )
+            }
             if outcome == .wrongCredentials || outcome == .replayed {
                 // The operator's view: bad credentials are why many lamps stay orange.
                 let code = outcome == .wrongCredentials ? "bad_credentials" : "replayed_nonce"
@@ -54,6 +80,7 @@ extension SIPShard {
             challenge(request, key: key, outcome: outcome, as: role)
             return nil
         }
+        failedAuthentications.recordSuccess(address: address, user: username)
         return line
     }
 

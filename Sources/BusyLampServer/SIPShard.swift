@@ -56,6 +56,8 @@ final class SIPShard: @unchecked Sendable {
     var directory: Directory
     var transactions: TransactionLayer
     var authenticator: DigestAuthenticator
+    /// Failed authentications per source address and user: who is locked out (issue 9).
+    var failedAuthentications: FailedAuthenticationGuard
     var registrar: Registrar
     let capabilities = ServerCapabilities.blfAndCalls
     /// The flow each server transaction's request came over: its responses go back along it.
@@ -154,6 +156,7 @@ final class SIPShard: @unchecked Sendable {
             secret: nonceSecret,
             policy: configuration.digestPolicy
         )
+        self.failedAuthentications = FailedAuthenticationGuard(settings: configuration.failedAuthentications)
         self.registrar = Registrar(
             settings: Registrar.Settings(
                 minimumExpires: directory.platform.minimumExpires,

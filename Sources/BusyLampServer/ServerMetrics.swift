@@ -61,6 +61,17 @@ final class ServerMetrics {
         by: "reason",
         knownValues: ["bad_credentials", "replayed_nonce"]
     )
+    /// Lockouts started (logged once each), and requests refused while locked out, by scope.
+    let authLockouts = LabelledCounter(
+        "busylamp_sip_auth_lockouts_total",
+        by: "scope",
+        knownValues: ["user", "address"]
+    )
+    let authLockedOutRequests = LabelledCounter(
+        "busylamp_sip_auth_locked_out_requests_total",
+        by: "scope",
+        knownValues: ["user", "address"]
+    )
     let refusals = RefusalCounter()
 
     let registrationsAccepted = Counter(label: "busylamp_registrations_accepted_total")

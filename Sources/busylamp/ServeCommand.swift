@@ -80,6 +80,7 @@ enum ServerLauncher {
         configuration.digestPolicy.algorithms = resolved.digestAlgorithms
         configuration.maximumTransactions = resolved.maximumTransactions
         configuration.ringTimeout = .seconds(resolved.ringTimeoutSeconds)
+        configuration.failedAuthentications = resolved.failedAuthentications
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),
             directory: directory,

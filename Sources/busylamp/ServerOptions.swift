@@ -62,6 +62,8 @@ struct ServerOptions: ParsableArguments {
         var ringTimeoutSeconds: Int
         var sipThreads: Int
         var overloadLagMilliseconds: Int
+        /// Who is locked out after failed authentications (config file only, issue 9).
+        var failedAuthentications: FailedAuthenticationGuard.Settings
     }
 
     enum StoreLocation {
@@ -80,6 +82,7 @@ struct ServerOptions: ParsableArguments {
         "directory", "data", "sip", "http", "store", "log_level", "tcp_idle_timeout", "admin_token",
         "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms", "max_transactions",
         "ring_timeout", "sip_threads", "overload_lag_ms",
+        "auth_failure_limit", "auth_failure_window", "auth_lockout", "auth_failing_users_per_address",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -164,6 +167,23 @@ struct ServerOptions: ParsableArguments {
         let sipThreads = min(64, try positiveInteger("sip_threads", default: System.coreCount))
         // A shard whose event loop runs this late (smoothed) answers new work 503 (OverloadGuard).
         let overloadLagMilliseconds = try positiveInteger("overload_lag_ms", default: 120)
+        // Password guessing (FailedAuthenticationGuard): per address and user, and per address
+        // for a rotation of user names.
+        var failedAuthentications = FailedAuthenticationGuard.Settings()
+        failedAuthentications.failuresBeforeLockout = try positiveInteger(
+            "auth_failure_limit",
+            default: failedAuthentications.failuresBeforeLockout
+        )
+        failedAuthentications.window = TimeInterval(
+            try positiveInteger("auth_failure_window", default: Int(failedAuthentications.window))
+        )
+        failedAuthentications.lockoutDuration = TimeInterval(
+            try positiveInteger("auth_lockout", default: Int(failedAuthentications.lockoutDuration))
+        )
+        failedAuthentications.failingUsersPerAddress = try positiveInteger(
+            "auth_failing_users_per_address",
+            default: failedAuthentications.failingUsersPerAddress
+        )
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
         var digestAlgorithms = DigestPolicy.default.algorithms
@@ -214,7 +234,8 @@ struct ServerOptions: ParsableArguments {
             maximumTransactions: maximumTransactions,
             ringTimeoutSeconds: ringTimeoutSeconds,
             sipThreads: sipThreads,
-            overloadLagMilliseconds: overloadLagMilliseconds
+            overloadLagMilliseconds: overloadLagMilliseconds,
+            failedAuthentications: failedAuthentications
         )
     }
 

@@ -113,21 +113,24 @@ final class UDPPhone: Sendable {
 
     private let channel: Channel
     private let inbox: Inbox
+    let host: String
     let port: Int
 
     private init(channel: Channel, inbox: Inbox) {
         self.channel = channel
         self.inbox = inbox
+        self.host = channel.localAddress?.ipAddress ?? "127.0.0.1"
         self.port = channel.localAddress?.port ?? 0
     }
 
-    static func open(group: EventLoopGroup) async throws -> UDPPhone {
+    /// A socket on `host` (127.0.0.2 and so on for a second source: still loopback).
+    static func open(group: EventLoopGroup, host: String = "127.0.0.1") async throws -> UDPPhone {
         let inbox = Inbox()
         let channel = try await DatagramBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(inbox) }
             }
-            .bind(host: "127.0.0.1", port: 0).get()
+            .bind(host: host, port: 0).get()
         return UDPPhone(channel: channel, inbox: inbox)
     }
 

@@ -62,35 +62,8 @@ struct SIPServerDriverTests {
 
         let watcher = DriverHarness.directory.lines[0]
         let target = DriverHarness.directory.lines[1]
-        func subscribe(cseq: Int, authorization: String?) -> String {
-            var text = """
-                SUBSCRIBE sip:\(target.extensionNumber)@\(DriverHarness.domain) SIP/2.0\r
-                Via: SIP/2.0/UDP 127.0.0.1:\(phone.port);branch=z9hG4bKsub\(cseq);rport\r
-                Max-Forwards: 70\r
-                From: <sip:\(watcher.number)@\(DriverHarness.domain)>;tag=watcher\r
-                To: <sip:\(target.extensionNumber)@\(DriverHarness.domain)>\r
-                Call-ID: listener-test@driver\r
-                CSeq: \(cseq) SUBSCRIBE\r
-                Contact: <sip:\(watcher.number)@127.0.0.1:\(phone.port)>\r
-                Event: dialog\r
-                Accept: application/dialog-info+xml\r
-                Expires: 600\r
-
-                """
-            if let authorization { text += "Authorization: \(authorization)\r\n" }
-            return text + "Content-Length: 0\r\n\r\n"
-        }
-
-        try await phone.send(subscribe(cseq: 1, authorization: nil), to: second)
-        let challenge = try await phone.first { $0.response?.statusCode == 401 }
-        let header = try #require(challenge.message.response?.headers[.wwwAuthenticate])
-        let authorization = try Self.authorization(
-            challenge: header,
-            user: watcher.number,
-            uri: "sip:\(target.extensionNumber)@\(DriverHarness.domain)",
-            method: "SUBSCRIBE"
-        )
-        try await phone.send(subscribe(cseq: 2, authorization: authorization), to: second)
+        let status = try await Self.subscribe(phone, to: second, watcher: watcher, target: target, callID: "listener")
+        #expect(status / 100 == 2)
         let accepted = try await phone.first { ($0.response?.statusCode ?? 0) / 100 == 2 }
         #expect(accepted.sourcePort == second)
         let notify = try await phone.first { $0.request?.method == .notify }
@@ -100,8 +73,101 @@ struct SIPServerDriverTests {
         try await harness.stop()
     }
 
+    /// Issue 9: a guesser is locked out after the limit (403, no more challenges), while the
+    /// same user from another address and a colleague from the same address are still served.
+    @Test func failedAuthenticationsLockOutOnlyTheGuesser() async throws {
+        let harness = try await DriverHarness.start { $0.failedAuthentications.failuresBeforeLockout = 3 }
+        let port = harness.port(ofListener: 0)
+        let guesser = try await UDPPhone.open(group: harness.group)
+        let lines = DriverHarness.directory.lines
+        var statuses: [Int] = []
+        for attempt in 0..<5 {
+            statuses.append(
+                try await Self.subscribe(
+                    guesser,
+                    to: port,
+                    watcher: lines[0],
+                    target: lines[1],
+                    callID: "guess\(attempt)",
+                    password: "wrong-\(attempt)"
+                )
+            )
+        }
+        #expect(statuses == [401, 401, 401, 403, 403])
+        let refusal = try await guesser.first { $0.response?.statusCode == 403 }
+        #expect(refusal.message.response?.reasonPhrase == "Too Many Failed Authentications")
+        #expect(refusal.message.response?.headers[.wwwAuthenticate] == nil, "no new challenge")
+
+        // A colleague behind the same address, and the same user from another address.
+        let colleague = try await UDPPhone.open(group: harness.group)
+        #expect(try await Self.subscribe(colleague, to: port, watcher: lines[1], target: lines[0], callID: "c") == 200)
+        let elsewhere = try await UDPPhone.open(group: harness.group, host: "127.0.0.2")
+        #expect(try await Self.subscribe(elsewhere, to: port, watcher: lines[0], target: lines[1], callID: "e") == 200)
+        // Locked out even with the right password, for the lockout's time.
+        #expect(try await Self.subscribe(guesser, to: port, watcher: lines[0], target: lines[1], callID: "g") == 403)
+        for phone in [guesser, colleague, elsewhere] { try await phone.close() }
+        try await harness.stop()
+    }
+
+    /// SUBSCRIBE for `target`'s dialog state as `watcher`: the challenge, then the credentials
+    /// made with `password`. Returns the status of the answer to the second request.
+    static func subscribe(
+        _ phone: UDPPhone,
+        to port: Int,
+        watcher: Line,
+        target: Line,
+        callID: String,
+        password: String = DriverHarness.password
+    ) async throws -> Int {
+        let uri = "sip:\(target.extensionNumber)@\(DriverHarness.domain)"
+        func request(cseq: Int, authorization: String?) -> String {
+            var text = """
+                SUBSCRIBE \(uri) SIP/2.0\r
+                Via: SIP/2.0/UDP \(phone.host):\(phone.port);branch=z9hG4bK\(callID)x\(cseq);rport\r
+                Max-Forwards: 70\r
+                From: <sip:\(watcher.number)@\(DriverHarness.domain)>;tag=watcher\r
+                To: <\(uri)>\r
+                Call-ID: \(callID)@driver\r
+                CSeq: \(cseq) SUBSCRIBE\r
+                Contact: <sip:\(watcher.number)@\(phone.host):\(phone.port)>\r
+                Event: dialog\r
+                Accept: application/dialog-info+xml\r
+                Expires: 600\r
+
+                """
+            if let authorization { text += "Authorization: \(authorization)\r\n" }
+            return text + "Content-Length: 0\r\n\r\n"
+        }
+        func answer(cseq: Int) async throws -> SIPResponse {
+            let received = try await phone.first {
+                guard let response = $0.response, response.statusCode >= 200 else { return false }
+                return response.headers[.callID] == "\(callID)@driver"
+                    && response.headers[.cseq]?.hasPrefix("\(cseq) ") == true
+            }
+            return try #require(received.message.response)
+        }
+        try await phone.send(request(cseq: 1, authorization: nil), to: port)
+        let challenge = try await answer(cseq: 1)
+        let header = try #require(challenge.headers[.wwwAuthenticate], "401 expected, got \(challenge.statusCode)")
+        let authorization = try Self.authorization(
+            challenge: header,
+            user: watcher.number,
+            uri: uri,
+            method: "SUBSCRIBE",
+            password: password
+        )
+        try await phone.send(request(cseq: 2, authorization: authorization), to: port)
+        return try await answer(cseq: 2).statusCode
+    }
+
     /// The `Authorization` value a phone sends for `challenge` (MD5, `qop=auth`, `nc=1`).
-    static func authorization(challenge: String, user: String, uri: String, method: String) throws -> String {
+    static func authorization(
+        challenge: String,
+        user: String,
+        uri: String,
+        method: String,
+        password: String = DriverHarness.password
+    ) throws -> String {
         func parameter(_ name: String) -> String? {
             guard let range = challenge.range(of: "\(name)=\"") else { return nil }
             let rest = challenge[range.upperBound...]
@@ -110,7 +176,7 @@ struct SIPServerDriverTests {
         let realm = try #require(parameter("realm"))
         let nonce = try #require(parameter("nonce"))
         let algorithm = DigestAlgorithm.md5
-        let ha1 = algorithm.ha1(username: user, realm: realm, password: DriverHarness.password)
+        let ha1 = algorithm.ha1(username: user, realm: realm, password: password)
         let qop = DigestAlgorithm.QualityOfProtection(nonceCount: "00000001", cnonce: "driver")
         let response = algorithm.response(ha1: ha1, nonce: nonce, method: method, digestURI: uri, qop: qop)
         var value =

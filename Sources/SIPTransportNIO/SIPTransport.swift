@@ -3,6 +3,7 @@ import Metrics
 import NIOCore
 import NIOPosix
 import SIPCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -24,6 +25,12 @@ public final class SIPTransport: @unchecked Sendable {
         public var streamIdleTimeout: TimeAmount = .seconds(180)
         /// Accepted connections at once; more are refused (a flood must not exhaust descriptors).
         public var maximumConnections: Int = 20_000
+        /// Accepted connections from one IP address at once (issue 9): one host cannot take
+        /// every descriptor, while an office behind one NAT (a connection per phone) still fits.
+        public var maximumConnectionsPerSource: Int = 256
+        /// Where they are counted: one counter for every transport given copies of this
+        /// configuration (every shard of a server), so the limit holds for the server.
+        public var sourceConnections = SourceConnectionCounter()
         public var parserLimits: SIPParserLimits = .default
         /// Several shards' sockets share each port (`SO_REUSEPORT`): set on every shard's
         /// transport when there is more than one.
@@ -40,6 +47,7 @@ public final class SIPTransport: @unchecked Sendable {
         case badStreamFraming = "bad_stream_framing"
         case idleConnection = "idle_connection"
         case tooManyConnections = "too_many_connections"
+        case tooManyConnectionsFromSource = "too_many_connections_from_source"
         case unparseable
         case noRoute = "no_route"
     }
@@ -158,6 +166,7 @@ public final class SIPTransport: @unchecked Sendable {
                                 self.countDrop(.tooManyConnections)
                                 throw ChannelError.inappropriateOperationForState
                             }
+                            try self.admitFromSource(channel)
                             try channel.pipeline.syncOperations.addHandlers([
                                 IdleStateHandler(readTimeout: idleTimeout),
                                 SIPStreamHandler(
@@ -327,6 +336,18 @@ public final class SIPTransport: @unchecked Sendable {
         onMessage?(bytes, framing, flow)
     }
 
+    /// Counts an accepted connection against its source address until it closes; throws (the
+    /// connection is closed at once) past ``Configuration/maximumConnectionsPerSource``.
+    private func admitFromSource(_ channel: Channel) throws {
+        let source = channel.remoteAddress?.ipAddress ?? "?"
+        let counter = configuration.sourceConnections
+        guard counter.admit(source, limit: configuration.maximumConnectionsPerSource) else {
+            countDrop(.tooManyConnectionsFromSource)
+            throw ChannelError.inappropriateOperationForState
+        }
+        channel.closeFuture.whenComplete { _ in counter.release(source) }
+    }
+
     func register(connection channel: Channel) -> ConnectionID {
         let id = ConnectionID(nextConnectionID)
         nextConnectionID += 1
@@ -341,4 +362,32 @@ public final class SIPTransport: @unchecked Sendable {
     public func countDrop(_ reason: DropReason) {
         dropCounters[reason]?.increment()
     }
+}
+
+/// Open accepted TCP connections per source IP address, shared by the transports of every
+/// shard (accepts are rare: a lock is no cost on the hot path).
+public final class SourceConnectionCounter: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    public init() {}
+
+    /// Takes a place for `source` when it holds fewer than `limit`.
+    func admit(_ source: String, limit: Int) -> Bool {
+        counts.withLock { counts in
+            let open = counts[source, default: 0]
+            guard open < limit else { return false }
+            counts[source] = open + 1
+            return true
+        }
+    }
+
+    func release(_ source: String) {
+        counts.withLock { counts in
+            let remaining = (counts[source] ?? 1) - 1
+            counts[source] = remaining > 0 ? remaining : nil
+        }
+    }
+
+    /// Connections open from `source` now.
+    public func count(of source: String) -> Int { counts.withLock { $0[source, default: 0] } }
 }

@@ -20,10 +20,14 @@ struct SIPTransportLoopbackTests {
         var udp: SocketAddress
         var tcp: SocketAddress
 
-        static func start(streamIdleTimeout: TimeAmount = .seconds(180)) async throws -> Server {
+        static func start(
+            streamIdleTimeout: TimeAmount = .seconds(180),
+            maximumConnectionsPerSource: Int = 256
+        ) async throws -> Server {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             var configuration = SIPTransport.Configuration()
             configuration.streamIdleTimeout = streamIdleTimeout
+            configuration.maximumConnectionsPerSource = maximumConnectionsPerSource
             let transport = SIPTransport(
                 eventLoop: group.next(),
                 configuration: configuration,
@@ -66,9 +70,13 @@ struct SIPTransportLoopbackTests {
     /// that outlives its loop schedules onto a dead loop when it is released).
     static func withServer(
         streamIdleTimeout: TimeAmount = .seconds(180),
+        maximumConnectionsPerSource: Int = 256,
         _ body: (Server) async throws -> Void
     ) async throws {
-        let server = try await Server.start(streamIdleTimeout: streamIdleTimeout)
+        let server = try await Server.start(
+            streamIdleTimeout: streamIdleTimeout,
+            maximumConnectionsPerSource: maximumConnectionsPerSource
+        )
         do {
             try await body(server)
         } catch {
@@ -173,7 +181,12 @@ struct SIPTransportLoopbackTests {
                     try await outbound.write(ByteBuffer(string: "OPTIONS sip:sip.busylamp.test SIP/2.0\r\n"))
                 } catch ChannelError.ioOnClosedChannel {}
                 var count = 0
-                for try await buffer in inbound { count += buffer.readableBytes }
+                do {
+                    for try await buffer in inbound { count += buffer.readableBytes }
+                } catch let error as IOError where error.errnoCode == ECONNRESET {
+                    // A close with our half message still unread in the server's socket is a
+                    // reset, not a FIN (RFC 1122 4.2.2.13): closed either way.
+                }
                 return count
             }
             let elapsed = clock.now - start
@@ -209,8 +222,53 @@ struct SIPTransportLoopbackTests {
         }
     }
 
-    static func connect(to server: Server) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    /// Issue 9: one source address gets at most `maximumConnectionsPerSource` connections at
+    /// once; another address is still served, and a closed connection frees its place.
+    @Test func connectionsPerSourceAreCapped() async throws {
+        try await Self.withServer(maximumConnectionsPerSource: 2) { server in
+            func openCount() async throws -> Int {
+                try await server.transport.eventLoop.submit { server.transport.connectionCount }.get()
+            }
+            func awaitOpenCount(_ expected: Int) async throws -> Int {
+                for _ in 0..<200 {
+                    let count = try await openCount()
+                    if count == expected { return count }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                return try await openCount()
+            }
+            let first = try await Self.connect(to: server)
+            let second = try await Self.connect(to: server)
+            #expect(try await awaitOpenCount(2) == 2)
+            // The third from 127.0.0.1 is accepted by the kernel and closed by the server.
+            let third = try await Self.connect(to: server)
+            let thirdReadBytes: Int = try await third.executeThenClose { inbound, _ in
+                var count = 0
+                for try await buffer in inbound { count += buffer.readableBytes }
+                return count
+            }
+            #expect(thirdReadBytes == 0)
+            #expect(try await openCount() == 2)
+            // Another source address is served.
+            let other = try await Self.connect(to: server, from: "127.0.0.2")
+            #expect(try await awaitOpenCount(3) == 3)
+            // A closed connection frees its place.
+            try await first.executeThenClose { _, _ in }
+            #expect(try await awaitOpenCount(2) == 2)
+            let again = try await Self.connect(to: server)
+            #expect(try await awaitOpenCount(3) == 3)
+            for client in [second, other, again] { try await client.executeThenClose { _, _ in } }
+        }
+    }
+
+    static func connect(
+        to server: Server,
+        from host: String = "127.0.0.1"
+    ) async throws -> NIOAsyncChannel<
+        ByteBuffer, ByteBuffer
+    > {
         try await ClientBootstrap(group: server.group)
+            .bind(to: try SocketAddress(ipAddress: host, port: 0))
             .connect(host: "127.0.0.1", port: server.tcp.port!) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)

@@ -152,10 +152,18 @@ class BusyLamp(Server):
     name = "BusyLamp"
     problem_rx = r"\b(warning|error|critical)\b"
 
+    # The load tools simulate thousands of phones from one loopback address: the per-address
+    # subscription limit (50,000 by default, a NAT'd office) would refuse them.
+    LOAD_CONFIG = "subscriptions_per_source: 100000000\n"
+
     def __init__(self, binary, directory, dirpath, config=None):
         self.binary, self.directory, self.dir, self.config = binary, directory, dirpath, config
         subprocess.run(["rm", "-rf", self.dir], check=True)
         os.makedirs(self.dir)
+        if self.config is None:
+            self.config = os.path.join(self.dir, "bench-config.yaml")
+            with open(self.config, "w") as f:
+                f.write(self.LOAD_CONFIG)
         self.p = None
         self.domain = DOMAIN
         self.log_path = os.path.join(self.dir, "server.log")

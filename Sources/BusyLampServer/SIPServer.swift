@@ -67,6 +67,9 @@ public final class SIPServer: Sendable {
         public var overload = OverloadGuard.Settings()
         /// When a source's failed authentications lock it out (each shard counts its own).
         public var failedAuthentications = FailedAuthenticationGuard.Settings()
+        /// Live subscriptions per watched line and per source address, for the server (each
+        /// shard keeps its share: the kernel spreads a source's ports over the shards).
+        public var subscriptionLimits = SubscriptionAdmission.Limits()
         public init() {}
     }
 
@@ -97,6 +100,11 @@ public final class SIPServer: Sendable {
         self.lineStateFeed = lineStateFeed
         var shardConfiguration = configuration
         shardConfiguration.maximumTransactions = max(1, configuration.maximumTransactions / eventLoops.count)
+        func share(_ limit: Int) -> Int { (limit + eventLoops.count - 1) / eventLoops.count }
+        shardConfiguration.subscriptionLimits.watchersPerLine = share(configuration.subscriptionLimits.watchersPerLine)
+        shardConfiguration.subscriptionLimits.subscriptionsPerSource = share(
+            configuration.subscriptionLimits.subscriptionsPerSource
+        )
         shardConfiguration.transport.sharesPorts = eventLoops.count > 1
         // One secret: a nonce one shard issued is good on another.
         let nonceSecret = NonceManager.makeSecret()

@@ -49,7 +49,8 @@ extension SIPShard {
             request: request,
             headerName: role.credentialsHeader,
             ha1Lookup: { username, algorithm in directory.line(number: username)?.credentials[algorithm] },
-            now: now
+            now: now,
+            servesHost: { [self] in isLocal(host: $0) }
         )
         guard case .authenticated(let username) = outcome, let line = directory.line(number: username) else {
             if outcome == .wrongCredentials, let claimedUser,

@@ -91,6 +91,15 @@ extension SIPShard {
         case .success(let value):
             accepted = value
         }
+        if accepted.grantedExpires > 0,
+            let refusal = SubscriptionAdmission.capacityRefusal(
+                watchersOfTarget: notifier.watcherCount(ofLine: accepted.target.number),
+                fromSource: notifier.subscriptionCount(fromHost: source.host),
+                limits: configuration.subscriptionLimits
+            )
+        {
+            return refuse(request, key: key, refusal, watcher: watcher, source: source)
+        }
         let response = acceptance(of: request, expires: accepted.grantedExpires, flow: flow)
         guard let dialog = Dialog(uasRequest: request, response: response, receivedOverTLS: flow.transport == .tls)
         else {

@@ -42,13 +42,25 @@ public struct DigestAuthenticator: Sendable {
 
     /// Judges the request's `headerName` (`.authorization` for a UAS or registrar,
     /// `.proxyAuthorization` for a proxy) credentials for our realm.
+    ///
+    /// `servesHost(host)` says whether a host means this server: a digest `uri` may name the
+    /// Request-URI, or the server itself without a user (SIPp's `sip:IP:PORT`, phones that
+    /// write their registrar's address), but not another resource (``digestURI(_:names:servesHost:)``).
     public mutating func verify(
         request: SIPRequest,
         headerName: SIPHeaderName,
         ha1Lookup: DigestHA1Lookup,
-        now: Date
+        now: Date,
+        servesHost: (String) -> Bool = { _ in false }
     ) -> DigestOutcome {
-        verify(request: request, headerName: headerName, realm: realm, ha1Lookup: ha1Lookup, now: now)
+        verify(
+            request: request,
+            headerName: headerName,
+            realm: realm,
+            ha1Lookup: ha1Lookup,
+            now: now,
+            servesHost: servesHost
+        )
     }
 
     /// As `verify(request:headerName:ha1Lookup:now:)` for `realm`.
@@ -63,7 +75,8 @@ public struct DigestAuthenticator: Sendable {
         headerName: SIPHeaderName,
         realm: String,
         ha1Lookup: DigestHA1Lookup,
-        now: Date
+        now: Date,
+        servesHost: (String) -> Bool = { _ in false }
     ) -> DigestOutcome {
         var firstError: DigestCredentialsError?
         var sawOtherRealm = false
@@ -73,6 +86,11 @@ public struct DigestAuthenticator: Sendable {
                 guard credentials.realm == realm else {
                     sawOtherRealm = true
                     continue
+                }
+                guard Self.digestURI(credentials.uri, names: request.uri, servesHost: servesHost) else {
+                    // Credentials made for another request (a captured header replayed on
+                    // another line's SUBSCRIBE): they prove nothing about this one.
+                    return .malformed(DigestCredentialsError(.uriMismatch, "uri is not the Request-URI"))
                 }
                 return verifier.verify(
                     credentials,
@@ -90,6 +108,17 @@ public struct DigestAuthenticator: Sendable {
         if let firstError { return .malformed(firstError) }
         if sawOtherRealm { return .realmMismatch }
         return .missingCredentials
+    }
+
+    /// Whether the digest `uri` names the Request-URI (the same scheme, user and host, the
+    /// host without case, RFC 3261 §19.1.4; phones differ in port and parameters), or this
+    /// server without a user (`servesHost`). Credentials made for another line's URI do not
+    /// name this request. A `uri` that is not a SIP URI must be the Request-URI exactly.
+    static func digestURI(_ text: String, names requestURI: SIPURI, servesHost: (String) -> Bool) -> Bool {
+        guard let uri = SIPURI(text) else { return text == requestURI.description }
+        if uri.user == nil, servesHost(uri.hostWithoutBrackets) { return true }
+        return uri.scheme.lowercased() == requestURI.scheme.lowercased() && uri.user == requestURI.user
+            && uri.host.lowercased() == requestURI.host.lowercased()
     }
 
     /// Credentials header fields examined per request: a proxy chain adds one per hop that

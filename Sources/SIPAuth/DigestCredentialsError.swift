@@ -23,6 +23,9 @@ public struct DigestCredentialsError: Error, Sendable, Hashable, CustomStringCon
         case qualityOfProtectionRequired
         /// `algorithm` is one we implement but the policy does not offer.
         case algorithmNotOffered
+        /// The digest `uri` names another resource than the Request-URI (RFC 2617 §3.2.2.5:
+        /// "the server SHOULD check ... If they do not match, the server SHOULD return 400").
+        case uriMismatch
     }
 
     public var code: Code

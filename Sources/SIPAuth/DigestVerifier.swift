@@ -34,10 +34,9 @@ public typealias DigestHA1Lookup = (_ username: String, _ algorithm: DigestAlgor
 /// precede them. Holds the `NonceManager` (the only state: replay-protection counts).
 ///
 /// What it promises:
-/// - The digest `uri` is **not** compared with the Request-URI. Phones reuse the first `uri` of
-///   a dialog and SIPp sends the server's address; like Kamailio with its default
-///   `auth_checks_*` of 0 ("no extra checks"), we accept any `uri`, and the response hash
-///   covers that `uri` anyway (HA2 = H(method ":" digest-uri), RFC 3261 §22.4, RFC 7616 §3.4.3).
+/// - The digest `uri` is not compared here: ``DigestAuthenticator`` compares it with the
+///   Request-URI (scheme, user, host) before it calls `verify`, and the response hash covers
+///   it (HA2 = H(method ":" digest-uri), RFC 3261 §22.4, RFC 7616 §3.4.3).
 /// - The response is compared in constant time.
 /// - Counts are recorded only after the response proved right, so forged requests cannot
 ///   use up a nonce's counts.

@@ -81,6 +81,8 @@ enum ServerLauncher {
         configuration.maximumTransactions = resolved.maximumTransactions
         configuration.ringTimeout = .seconds(resolved.ringTimeoutSeconds)
         configuration.failedAuthentications = resolved.failedAuthentications
+        configuration.transport.maximumConnectionsPerSource = resolved.tcpConnectionsPerSource
+        configuration.subscriptionLimits = resolved.subscriptionLimits
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),
             directory: directory,

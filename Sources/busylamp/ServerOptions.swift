@@ -64,6 +64,10 @@ struct ServerOptions: ParsableArguments {
         var overloadLagMilliseconds: Int
         /// Who is locked out after failed authentications (config file only, issue 9).
         var failedAuthentications: FailedAuthenticationGuard.Settings
+        /// TCP connections one IP address may hold open at once (config file only).
+        var tcpConnectionsPerSource: Int
+        /// Live subscriptions per watched line and per source address (config file only).
+        var subscriptionLimits: SubscriptionAdmission.Limits
     }
 
     enum StoreLocation {
@@ -83,6 +87,7 @@ struct ServerOptions: ParsableArguments {
         "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms", "max_transactions",
         "ring_timeout", "sip_threads", "overload_lag_ms",
         "auth_failure_limit", "auth_failure_window", "auth_lockout", "auth_failing_users_per_address",
+        "tcp_connections_per_source", "subscriptions_per_line", "subscriptions_per_source",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -184,6 +189,19 @@ struct ServerOptions: ParsableArguments {
             "auth_failing_users_per_address",
             default: failedAuthentications.failingUsersPerAddress
         )
+        var subscriptionLimits = SubscriptionAdmission.Limits()
+        subscriptionLimits.watchersPerLine = try positiveInteger(
+            "subscriptions_per_line",
+            default: subscriptionLimits.watchersPerLine
+        )
+        subscriptionLimits.subscriptionsPerSource = try positiveInteger(
+            "subscriptions_per_source",
+            default: subscriptionLimits.subscriptionsPerSource
+        )
+        let tcpConnectionsPerSource = try positiveInteger(
+            "tcp_connections_per_source",
+            default: SIPTransport.Configuration().maximumConnectionsPerSource
+        )
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
         var digestAlgorithms = DigestPolicy.default.algorithms
@@ -235,7 +253,9 @@ struct ServerOptions: ParsableArguments {
             ringTimeoutSeconds: ringTimeoutSeconds,
             sipThreads: sipThreads,
             overloadLagMilliseconds: overloadLagMilliseconds,
-            failedAuthentications: failedAuthentications
+            failedAuthentications: failedAuthentications,
+            tcpConnectionsPerSource: tcpConnectionsPerSource,
+            subscriptionLimits: subscriptionLimits
         )
     }
 

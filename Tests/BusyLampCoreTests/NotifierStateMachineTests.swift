@@ -132,6 +132,27 @@ struct NotifierStateMachineTests {
         #expect(notifier.count == 2)
     }
 
+    /// Issue 9's limits read these: watchers per line and subscriptions per source address,
+    /// kept as subscriptions come, are replaced and end.
+    @Test func countsPerLineAndPerSourceFollowTheSubscriptions() {
+        var notifier = NotifierStateMachine(directory: Self.directory)
+        let office = SIPPeer(transport: .udp, host: "203.0.113.7", port: 5062)
+        let otherPort = SIPPeer(transport: .udp, host: "203.0.113.7", port: 5064)
+        _ = notifier.add(Self.subscription(1, source: office), now: Self.now)
+        _ = notifier.add(Self.subscription(2, source: otherPort), now: Self.now)
+        _ = notifier.add(Self.subscription(3, target: Self.alice), now: Self.now)
+        #expect(notifier.watcherCount(ofLine: Self.bob.number) == 2)
+        #expect(notifier.watcherCount(ofLine: Self.alice.number) == 1)
+        #expect(notifier.subscriptionCount(fromHost: "203.0.113.7") == 2, "by address, whatever the port")
+        #expect(notifier.subscriptionCount(fromHost: Self.phone.host) == 1)
+        // Replaced by one from elsewhere, then ended.
+        _ = notifier.add(Self.subscription(1), now: Self.now)
+        #expect(notifier.subscriptionCount(fromHost: "203.0.113.7") == 1)
+        _ = notifier.unsubscribe(id: Self.subscription(2).id, now: Self.now)
+        #expect(notifier.subscriptionCount(fromHost: "203.0.113.7") == 0)
+        #expect(notifier.watcherCount(ofLine: Self.bob.number) == 1)
+    }
+
     @Test func firstNotifyCarriesTheFullIdleState() throws {
         var notifier = Self.notifier()
         let subscription = Self.subscription()

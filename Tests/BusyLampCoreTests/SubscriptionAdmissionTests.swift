@@ -266,6 +266,25 @@ struct SubscriptionAdmissionTests {
         return refusal
     }
 
+    /// Issue 9: past a limit, a new subscription is refused with a 403 that names the limit.
+    @Test func capacityLimitsRefuseWithTheirReason() {
+        var limits = SubscriptionAdmission.Limits()
+        limits.watchersPerLine = 3
+        limits.subscriptionsPerSource = 5
+        #expect(SubscriptionAdmission.capacityRefusal(watchersOfTarget: 2, fromSource: 4, limits: limits) == nil)
+        let line = SubscriptionAdmission.capacityRefusal(watchersOfTarget: 3, fromSource: 0, limits: limits)
+        #expect(line?.code == .tooManyWatchers)
+        #expect(line?.statusCode == 403)
+        #expect(line?.reasonPhrase == "Too Many Watchers Of This Line")
+        let source = SubscriptionAdmission.capacityRefusal(watchersOfTarget: 0, fromSource: 5, limits: limits)
+        #expect(source?.code == .tooManyFromSource)
+        #expect(source?.reasonPhrase == "Too Many Subscriptions From This Address")
+        #expect(source?.code.snakeCase == "too_many_from_source")
+        // The defaults hold the fan-out of 10,000 watchers of one line and an office's NAT.
+        #expect(SubscriptionAdmission.Limits().watchersPerLine >= 10_000)
+        #expect(SubscriptionAdmission.Limits().subscriptionsPerSource >= 10_000)
+    }
+
     @Test func badEventCarriesAllowEvents() throws {
         let refusal = try Self.failure(Self.admit(Self.subscribe(event: "message-summary")))
         #expect(refusal.reasonPhrase == "Bad Event")

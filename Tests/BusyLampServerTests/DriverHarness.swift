@@ -22,7 +22,7 @@ final class DriverHarness: Sendable {
     static let directory = Directory(
         platform: PlatformSettings(domain: domain),
         accounts: [Account(id: "acme")],
-        lines: ["201", "202"].map { extensionNumber in
+        lines: ["201", "202", "203"].map { extensionNumber in
             let number = "64955550" + extensionNumber
             return Line(
                 accountID: "acme",

@@ -109,6 +109,35 @@ struct SIPServerDriverTests {
         try await harness.stop()
     }
 
+    /// Issue 9: live subscriptions per watched line and per source address are capped; a
+    /// SUBSCRIBE past either gets a 403 that names it, and other lines and addresses are served.
+    @Test func subscriptionsPerLineAndPerSourceAreCapped() async throws {
+        let harness = try await DriverHarness.start {
+            $0.subscriptionLimits.watchersPerLine = 1
+            $0.subscriptionLimits.subscriptionsPerSource = 1
+        }
+        let port = harness.port(ofListener: 0)
+        let lines = DriverHarness.directory.lines
+        let first = try await UDPPhone.open(group: harness.group)
+        let sameAddress = try await UDPPhone.open(group: harness.group)
+        let elsewhere = try await UDPPhone.open(group: harness.group, host: "127.0.0.2")
+        #expect(try await Self.subscribe(first, to: port, watcher: lines[0], target: lines[1], callID: "a") == 200)
+        // A second watcher of 202, from another address.
+        #expect(try await Self.subscribe(elsewhere, to: port, watcher: lines[2], target: lines[1], callID: "b") == 403)
+        let line = try await elsewhere.first { $0.response?.statusCode == 403 }
+        #expect(line.message.response?.reasonPhrase == "Too Many Watchers Of This Line")
+        // A second subscription from 127.0.0.1 (another port), of another line.
+        #expect(
+            try await Self.subscribe(sameAddress, to: port, watcher: lines[2], target: lines[0], callID: "c") == 403
+        )
+        let source = try await sameAddress.first { $0.response?.statusCode == 403 }
+        #expect(source.message.response?.reasonPhrase == "Too Many Subscriptions From This Address")
+        // The same from another address is served.
+        #expect(try await Self.subscribe(elsewhere, to: port, watcher: lines[2], target: lines[0], callID: "d") == 200)
+        for phone in [first, sameAddress, elsewhere] { try await phone.close() }
+        try await harness.stop()
+    }
+
     /// SUBSCRIBE for `target`'s dialog state as `watcher`: the challenge, then the credentials
     /// made with `password`. Returns the status of the answer to the second request.
     static func subscribe(

@@ -67,49 +67,97 @@ import Testing
         #expect(authorization.contains(",nc=00000001,qop=auth,uri=\"sip:127.0.0.1:5060\","))
         let second = register(to: "sip:sip.busylamp.test", [(.authorization, authorization)])
         #expect(
-            authenticator.verify(request: second, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch + 1)
+            authenticator.verify(
+                request: second,
+                headerName: .authorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch + 1,
+                servesHost: { $0 == "127.0.0.1" }
+            )
                 == .authenticated(username: alice.username)
         )
         // The same message again (a replay, not a retransmission absorbed by the transaction layer).
         #expect(
-            authenticator.verify(request: second, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch + 2)
+            authenticator.verify(
+                request: second,
+                headerName: .authorization,
+                ha1Lookup: ha1Lookup,
+                now: testEpoch + 2,
+                servesHost: { $0 == "127.0.0.1" }
+            )
                 == .replayed
         )
     }
 
-    /// A phone reuses a digest uri that is not the Request-URI: accepted, and the hash covers it.
-    @Test func digestURIDifferentFromRequestURIIsAccepted() throws {
+    /// The digest `uri` may name the Request-URI (whatever its port and parameters) or this
+    /// server without a user (SIPp, phones that write their registrar's address); the hash
+    /// covers it.
+    @Test func digestURIMayNameTheRequestOrTheServer() throws {
         var authenticator = makeAuthenticator()
-        let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
-        let header = alice.authorization(
-            challenge: challenge,
-            method: "REGISTER",
-            uri: "sip:old-proxy.example.com;transport=tcp",
-            spacing: " "
-        )
-        let request = register(to: "sip:sip.busylamp.test", [(.authorization, header)])
-        #expect(
-            authenticator.verify(request: request, headerName: .authorization, ha1Lookup: ha1Lookup, now: testEpoch)
-                == .authenticated(username: alice.username)
-        )
+        let servesHost: (String) -> Bool = { ["sip.busylamp.test", "127.0.0.1"].contains($0) }
+        for (nc, uri) in ["sip:SIP.busylamp.test:5060;transport=tcp", "sip:127.0.0.1:5070"].enumerated() {
+            let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
+            let header = alice.authorization(challenge: challenge, method: "REGISTER", uri: uri, spacing: " ")
+            let request = register(to: "sip:sip.busylamp.test", [(.authorization, header)])
+            #expect(
+                authenticator.verify(
+                    request: request,
+                    headerName: .authorization,
+                    ha1Lookup: ha1Lookup,
+                    now: testEpoch + Double(nc),
+                    servesHost: servesHost
+                ) == .authenticated(username: alice.username),
+                "\(uri)"
+            )
+        }
         // Changing the uri after hashing breaks the response.
-        let tampered = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:a", nc: 2)
-            .replacingOccurrences(of: "uri=\"sip:a\"", with: "uri=\"sip:b\"")
+        let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
+        let tampered = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:sip.busylamp.test")
+            .replacingOccurrences(of: "uri=\"sip:sip.busylamp.test\"", with: "uri=\"sip:127.0.0.1\"")
         #expect(
             authenticator.verify(
                 request: register([(.authorization, tampered)]),
                 headerName: .authorization,
                 ha1Lookup: ha1Lookup,
-                now: testEpoch
+                now: testEpoch,
+                servesHost: servesHost
             )
                 == .wrongCredentials
         )
     }
 
+    /// Issue 9: credentials made for another resource (another line's SUBSCRIBE, another
+    /// host) do not authenticate this request: 400, RFC 2617 §3.2.2.5.
+    @Test(arguments: ["sip:202@sip.busylamp.test", "sip:201@elsewhere.example.com", "sip:old-proxy.example.com"])
+    func digestURIForAnotherResourceIsRefused(_ uri: String) throws {
+        var authenticator = makeAuthenticator()
+        let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
+        let header = alice.authorization(challenge: challenge, method: "SUBSCRIBE", uri: uri)
+        let request = SIPRequest(
+            method: .subscribe,
+            uri: SIPURI("sip:201@sip.busylamp.test")!,
+            headers: SIPHeaders([(.callID, "x"), (.cseq, "2 SUBSCRIBE"), (.authorization, header)])
+        )
+        let outcome = authenticator.verify(
+            request: request,
+            headerName: .authorization,
+            ha1Lookup: ha1Lookup,
+            now: testEpoch,
+            servesHost: { $0 == "sip.busylamp.test" }
+        )
+        guard case .malformed(let error) = outcome else {
+            Issue.record("\(uri): \(outcome)")
+            return
+        }
+        #expect(error.code == .uriMismatch)
+    }
+
     @Test func staleAfterExpiryThenANewNonceWorks() throws {
         var authenticator = makeAuthenticator()
         let old = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
-        let late = register([(.authorization, alice.authorization(challenge: old, method: "REGISTER", uri: "sip:r"))])
+        let late = register([
+            (.authorization, alice.authorization(challenge: old, method: "REGISTER", uri: "sip:sip.busylamp.test"))
+        ])
         let now = testEpoch + 301
         #expect(
             authenticator.verify(request: late, headerName: .authorization, ha1Lookup: ha1Lookup, now: now) == .stale
@@ -117,7 +165,10 @@ import Testing
         let renewed = authenticator.challengeHeaders(stale: true, now: now)
         #expect(renewed[0].hasSuffix("stale=TRUE"))
         let retry = register([
-            (.authorization, alice.authorization(challenge: renewed[0], method: "REGISTER", uri: "sip:r"))
+            (
+                .authorization,
+                alice.authorization(challenge: renewed[0], method: "REGISTER", uri: "sip:sip.busylamp.test")
+            )
         ])
         #expect(
             authenticator.verify(request: retry, headerName: .authorization, ha1Lookup: ha1Lookup, now: now)
@@ -146,7 +197,7 @@ import Testing
         let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
         for (index, password) in ["", "alice", "Alice-secret", "alice-secret "].enumerated() {
             let header = TestClient(username: alice.username, password: password)
-                .authorization(challenge: challenge, method: "REGISTER", uri: "sip:r", nc: index + 1)
+                .authorization(challenge: challenge, method: "REGISTER", uri: "sip:sip.busylamp.test", nc: index + 1)
             #expect(
                 authenticator.verify(
                     request: register([(.authorization, header)]),
@@ -163,7 +214,7 @@ import Testing
     @Test func picksTheCredentialsForOurRealm() throws {
         var authenticator = makeAuthenticator()
         let challenge = authenticator.challengeHeaders(stale: false, now: testEpoch)[0]
-        let ours = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:r")
+        let ours = alice.authorization(challenge: challenge, method: "REGISTER", uri: "sip:sip.busylamp.test")
         let theirs = ours.replacingOccurrences(of: realm, with: "upstream.example")
         let request = register([
             (.authorization, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="), (.authorization, theirs), (.authorization, ours),

@@ -12,7 +12,8 @@ LOAD=${LOAD:-$ROOT/.build-load/release/busylamp-load}
 start_busylamp() {
     local dir=$1
     shift
-    printf "sip_threads: 2\n" > "$dir/config.yaml"
+    # One loopback address stands for thousands of phones: no per-address subscription limit.
+    printf "sip_threads: 2\nsubscriptions_per_source: 100000000\n" > "$dir/config.yaml"
     "$@" "$BIN/busylamp" serve --config "$dir/config.yaml" --directory "$DATA/directory.yaml" --data "$dir/data" \
         --sip udp:127.0.0.1:0 --http 127.0.0.1:0 > "$dir/out.txt" 2> "$dir/err.txt" &
     for _ in $(seq 120); do grep -q "^ready" "$dir/out.txt" && break; sleep 1; done

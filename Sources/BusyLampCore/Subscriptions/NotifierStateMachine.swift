@@ -166,6 +166,16 @@ public struct NotifierStateMachine: Sendable {
     /// shard's time (issue 10's profile).
     public private(set) var liveCounts: [EventPackage: Int] = [:]
 
+    /// Live subscriptions per source IP address (the host of `Subscription.source`), for the
+    /// per-source limit (issue 9).
+    private var countsBySourceHost: [String: Int] = [:]
+
+    /// How many live subscriptions watch the line with this number.
+    public func watcherCount(ofLine number: String) -> Int { watchIDsByTarget[number]?.count ?? 0 }
+
+    /// How many live subscriptions came from this IP address.
+    public func subscriptionCount(fromHost host: String) -> Int { countsBySourceHost[host] ?? 0 }
+
     /// The live subscriptions that watch the line with this number, in the order they came.
     public func subscriptions(targetNumber: String) -> [Subscription] {
         (watchIDsByTarget[targetNumber] ?? []).compactMap { watches[$0]?.subscription }
@@ -185,6 +195,7 @@ public struct NotifierStateMachine: Sendable {
         watches.releaseUnusedCapacity()
         endings.releaseUnusedCapacity()
         watchIDsByTarget.releaseUnusedCapacity()
+        countsBySourceHost.releaseUnusedCapacity()
     }
 
     /// The earliest expiry of a live subscription: when `expire(now:)` next has work.
@@ -498,6 +509,7 @@ public struct NotifierStateMachine: Sendable {
     private mutating func index(_ subscription: Subscription, id: String) {
         watchIDsByTarget[subscription.targetNumber, default: []].append(id)
         liveCounts[subscription.event, default: 0] += 1
+        countsBySourceHost[subscription.source.host, default: 0] += 1
     }
 
     private mutating func unindex(_ subscription: Subscription) {
@@ -506,6 +518,9 @@ public struct NotifierStateMachine: Sendable {
         watchIDsByTarget[target]?.removeAll { $0 == id }
         if watchIDsByTarget[target]?.isEmpty == true { watchIDsByTarget[target] = nil }
         liveCounts[subscription.event, default: 0] -= 1
+        let host = subscription.source.host
+        let fromHost = (countsBySourceHost[host] ?? 1) - 1
+        countsBySourceHost[host] = fromHost > 0 ? fromHost : nil
     }
 
     /// Builds the next NOTIFY in the subscription's dialog (its CSeq rises by one) with the

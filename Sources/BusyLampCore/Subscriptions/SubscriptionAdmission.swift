@@ -25,6 +25,7 @@ public struct SubscriptionAdmission: Sendable {
         public enum Code: String, Sendable, Hashable {
             case badEvent, notAcceptable, unknownTarget, otherAccount, otherGroup, presenceOff, otherNetwork
             case intervalTooBrief, badExpires
+            case tooManyWatchers, tooManyFromSource
         }
 
         public var code: Code
@@ -75,6 +76,33 @@ public struct SubscriptionAdmission: Sendable {
 
     public init(directory: Directory) {
         self.directory = directory
+    }
+
+    /// How many live subscriptions one line may have watching it, and one source address may
+    /// hold (issue 9): a flood of SUBSCRIBEs cannot take the memory of the server.
+    public struct Limits: Sendable, Hashable {
+        /// A receptionist's line watched by every phone of a large office fits.
+        public var watchersPerLine = 20_000
+        /// An office behind one NAT (100 phones with 100 BLF keys each) fits.
+        public var subscriptionsPerSource = 50_000
+
+        public init() {}
+    }
+
+    /// The refusal of a new subscription past a limit, given the live counts before it: a 403
+    /// that says which limit (a phone retries a 503 at once, a 403 only later).
+    public static func capacityRefusal(watchersOfTarget: Int, fromSource: Int, limits: Limits) -> Refusal? {
+        if watchersOfTarget >= limits.watchersPerLine {
+            return Refusal(code: .tooManyWatchers, statusCode: 403, reasonPhrase: "Too Many Watchers Of This Line")
+        }
+        if fromSource >= limits.subscriptionsPerSource {
+            return Refusal(
+                code: .tooManyFromSource,
+                statusCode: 403,
+                reasonPhrase: "Too Many Subscriptions From This Address"
+            )
+        }
+        return nil
     }
 
     /// Initial (out-of-dialog) SUBSCRIBE. `isLocalHost(host)` says whether a Request-URI host means us.

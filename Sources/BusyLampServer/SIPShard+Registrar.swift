@@ -42,7 +42,10 @@ extension SIPShard {
             // No verification, no new challenge: a guesser learns nothing and costs one lookup.
             metrics.authLockedOutRequests.increment(scope.rawValue)
             countRefusal(request.method.rawValue, reason: "locked_out")
-            respond(to: request, key: key, status: 403, reason: "Too Many Failed Authentications")
+            switch failedAuthentications.settings.lockoutAnswer {
+            case .forbidden: respond(to: request, key: key, status: 403, reason: "Too Many Failed Authentications")
+            case .silence: execute(transactions.discardServerTransaction(key), flow: nil)
+            }
             return nil
         }
         let outcome = authenticator.verify(

@@ -34,8 +34,17 @@ public struct FailedAuthenticationGuard: Sendable {
         public var maximumTrustedPairs = 1 << 20
         /// Addresses tracked at once.
         public var maximumTrackedAddresses = 65_536
+        /// What a locked-out request gets.
+        public var lockoutAnswer = LockoutAnswer.forbidden
 
         public init() {}
+    }
+
+    /// `403` tells a confused phone's owner why (it shows on the phone); silence costs a
+    /// scanner its timeouts and tells it nothing, as Kamailio's pike does.
+    public enum LockoutAnswer: String, Sendable, Hashable, CaseIterable {
+        case forbidden = "403"
+        case silence
     }
 
     public enum Scope: String, Sendable, Hashable {

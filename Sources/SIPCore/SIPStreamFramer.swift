@@ -28,6 +28,12 @@ public struct SIPStreamFramer: Sendable {
     /// Bytes held for an incomplete message.
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
+    /// Whether part of a message is held: bytes other than the CRs and LFs of keep-alives
+    /// (a phone's lone CRLF waits here for its pair, and is not a message begun).
+    public var holdsPartialMessage: Bool {
+        buffer[readIndex...].contains { $0 != .cr && $0 != .lf }
+    }
+
     public mutating func append(_ bytes: some Sequence<UInt8>) {
         if readIndex > 0, readIndex == buffer.count {
             buffer.removeAll(keepingCapacity: true)

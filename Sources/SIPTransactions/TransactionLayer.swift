@@ -247,6 +247,20 @@ public struct TransactionLayer: Sendable {
         return store(entry, for: key, actions)
     }
 
+    /// Forgets the server transaction `key` without answering it: the TU has chosen silence
+    /// (a locked-out guesser, issue 9). A retransmission then starts a new transaction and is
+    /// judged again. Client transactions are not discarded: their peer awaits nothing of ours.
+    public mutating func discardServerTransaction(_ key: TransactionKey) -> [Action] {
+        guard let entry = entries[key] else { return [] }
+        switch entry.machine {
+        case .serverInvite, .serverNonInvite:
+            entries[key] = nil
+            return [.transaction(key, .terminated, peer: entry.peer)]
+        case .clientInvite, .clientNonInvite:
+            return []
+        }
+    }
+
     // MARK: Requests from the transaction user
 
     /// The TU sends `request` to `peer` (the next hop it resolved). The request's top Via must

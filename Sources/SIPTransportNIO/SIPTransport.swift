@@ -23,6 +23,14 @@ public final class SIPTransport: @unchecked Sendable {
         /// RFC 5626 §4.4.1 suggests keep-alives every 95–120 s; a connection silent for longer
         /// than this, or left with half a message, is closed.
         public var streamIdleTimeout: TimeAmount = .seconds(180)
+        /// A message begun on a connection must be complete within this (issue 9): a peer that
+        /// trickles a byte now and then (slowloris) never idles out, and holds its buffer and
+        /// descriptor; 64×T1 is longer than any real phone takes to send 64 KB.
+        public var streamMessageTimeout: TimeAmount = .seconds(32)
+        /// Bytes written to one connection and not yet taken by the peer: past this the peer is
+        /// not reading (or is gone without a FIN) and the connection is closed, so a stalled
+        /// watcher cannot make NOTIFYs pile up in memory. A NOTIFY is under 2 KB.
+        public var maximumUnsentBytesPerConnection: Int = 1 << 20
         /// Accepted connections at once; more are refused (a flood must not exhaust descriptors).
         public var maximumConnections: Int = 20_000
         /// Accepted connections from one IP address at once (issue 9): one host cannot take
@@ -46,6 +54,8 @@ public final class SIPTransport: @unchecked Sendable {
         case oversizedStream = "oversized_stream"
         case badStreamFraming = "bad_stream_framing"
         case idleConnection = "idle_connection"
+        case slowMessage = "slow_message"
+        case unreadConnection = "unread_connection"
         case tooManyConnections = "too_many_connections"
         case tooManyConnectionsFromSource = "too_many_connections_from_source"
         case unparseable
@@ -154,12 +164,13 @@ public final class SIPTransport: @unchecked Sendable {
                     .bind(host: address.host, port: address.port).get()
             case .tcp:
                 let idleTimeout = configuration.streamIdleTimeout
-                let limits = configuration.parserLimits
+                let streamTimeouts = streamTimeouts
                 channel = try await ServerBootstrap(group: eventLoop)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(Self.reusePort, value: configuration.sharesPorts ? 1 : 0)
                     .serverChannelOption(.backlog, value: 1024)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelOption(.writeBufferWaterMark, value: unsentBytesWaterMark)
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             guard self.connections.count < self.configuration.maximumConnections else {
@@ -173,7 +184,7 @@ public final class SIPTransport: @unchecked Sendable {
                                     transport: self,
                                     listenerIndex: index,
                                     transportKind: .tcp,
-                                    limits: limits
+                                    settings: streamTimeouts
                                 ),
                             ])
                         }
@@ -236,7 +247,31 @@ public final class SIPTransport: @unchecked Sendable {
             countDrop(.noRoute)
             return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
         }
+        // Not writable: more than maximumUnsentBytesPerConnection wait for a peer that does
+        // not read. Closing it ends its subscriptions' NOTIFYs like any lost connection.
+        guard channel.isWritable else {
+            countDrop(.unreadConnection)
+            logger.notice(
+                "closing a connection whose peer does not read",
+                metadata: ["sip.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")"]
+            )
+            channel.close(promise: nil)
+            return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
         return channel.writeAndFlush(buffer)
+    }
+
+    /// What every stream handler of this transport is given.
+    private var streamTimeouts: SIPStreamHandler.Settings {
+        SIPStreamHandler.Settings(
+            limits: configuration.parserLimits,
+            messageTimeout: configuration.streamMessageTimeout
+        )
+    }
+
+    private var unsentBytesWaterMark: ChannelOptions.Types.WriteBufferWaterMark {
+        let high = max(configuration.maximumUnsentBytesPerConnection, 1)
+        return .init(low: high / 2, high: high)
     }
 
     /// Our own TCP connection to `address`, opened on first use and reused while it lives.
@@ -254,9 +289,10 @@ public final class SIPTransport: @unchecked Sendable {
             break
         }
         let idleTimeout = configuration.streamIdleTimeout
-        let limits = configuration.parserLimits
+        let streamTimeouts = streamTimeouts
         let future = ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.writeBufferWaterMark, value: unsentBytesWaterMark)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -266,7 +302,7 @@ public final class SIPTransport: @unchecked Sendable {
                             transport: self,
                             listenerIndex: listenerIndex,
                             transportKind: .tcp,
-                            limits: limits
+                            settings: streamTimeouts
                         ),
                     ])
                 }

@@ -45,18 +45,28 @@ final class SIPStreamHandler: ChannelDuplexHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    struct Settings {
+        var limits: SIPParserLimits
+        /// How long a begun message may take to arrive whole.
+        var messageTimeout: TimeAmount
+    }
+
     private let transport: SIPTransport
     private let listenerIndex: Int
     private let transportKind: SIPTransportKind
+    private let messageTimeout: TimeAmount
     private var framer: SIPStreamFramer
     private var connectionID: ConnectionID?
     private var remoteAddress: SocketAddress?
+    /// Armed while the framer holds part of a message; it closes a peer that never finishes.
+    private var partialMessageDeadline: Scheduled<Void>?
 
-    init(transport: SIPTransport, listenerIndex: Int, transportKind: SIPTransportKind, limits: SIPParserLimits) {
+    init(transport: SIPTransport, listenerIndex: Int, transportKind: SIPTransportKind, settings: Settings) {
         self.transport = transport
         self.listenerIndex = listenerIndex
         self.transportKind = transportKind
-        self.framer = SIPStreamFramer(limits: limits)
+        self.messageTimeout = settings.messageTimeout
+        self.framer = SIPStreamFramer(limits: settings.limits)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -66,8 +76,25 @@ final class SIPStreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        partialMessageDeadline?.cancel()
+        partialMessageDeadline = nil
         if let connectionID { transport.unregister(connection: connectionID) }
         context.fireChannelInactive()
+    }
+
+    /// Arms the deadline when a message has begun and not ended, disarms it when none has. The deadline runs from the first byte of the message, not the last: a peer
+    /// sending a byte a minute must not keep it alive.
+    private func updatePartialMessageDeadline(channel: Channel) {
+        if !framer.holdsPartialMessage {
+            partialMessageDeadline?.cancel()
+            partialMessageDeadline = nil
+        } else if partialMessageDeadline == nil {
+            let transport = transport
+            partialMessageDeadline = channel.eventLoop.scheduleTask(in: messageTimeout) {
+                transport.countDrop(.slowMessage)
+                channel.close(promise: nil)
+            }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -97,8 +124,12 @@ final class SIPStreamHandler: ChannelDuplexHandler {
                     context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
                 case .message(let bytes):
                     transport.deliver(bytes: bytes, framing: .stream, flow: flow)
+                    // The next message, if begun, gets a deadline of its own.
+                    partialMessageDeadline?.cancel()
+                    partialMessageDeadline = nil
                 }
             }
+            updatePartialMessageDeadline(channel: context.channel)
         } catch {
             // The stream cannot be resynchronised after a framing error (RFC 3261 §18.3): close
             // it, after the 400 that names a bad Content-Length when the request is readable.

@@ -82,6 +82,8 @@ enum ServerLauncher {
         configuration.ringTimeout = .seconds(resolved.ringTimeoutSeconds)
         configuration.failedAuthentications = resolved.failedAuthentications
         configuration.transport.maximumConnectionsPerSource = resolved.tcpConnectionsPerSource
+        configuration.transport.streamMessageTimeout = .seconds(Int64(resolved.tcpMessageTimeout))
+        configuration.transport.maximumUnsentBytesPerConnection = resolved.tcpUnsentBytesLimit
         configuration.subscriptionLimits = resolved.subscriptionLimits
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),

@@ -66,6 +66,10 @@ struct ServerOptions: ParsableArguments {
         var failedAuthentications: FailedAuthenticationGuard.Settings
         /// TCP connections one IP address may hold open at once (config file only).
         var tcpConnectionsPerSource: Int
+        /// Seconds a begun message may take to arrive whole over TCP (config file only).
+        var tcpMessageTimeout: Int
+        /// Bytes a TCP peer may leave unread before it is cut off (config file only).
+        var tcpUnsentBytesLimit: Int
         /// Live subscriptions per watched line and per source address (config file only).
         var subscriptionLimits: SubscriptionAdmission.Limits
     }
@@ -87,7 +91,9 @@ struct ServerOptions: ParsableArguments {
         "sip_timer_t1_ms", "notify_failure_limit", "digest_algorithms", "max_transactions",
         "ring_timeout", "sip_threads", "overload_lag_ms",
         "auth_failure_limit", "auth_failure_window", "auth_lockout", "auth_failing_users_per_address",
+        "auth_lockout_answer",
         "tcp_connections_per_source", "subscriptions_per_line", "subscriptions_per_source",
+        "tcp_message_timeout", "tcp_unsent_bytes_limit",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -189,6 +195,15 @@ struct ServerOptions: ParsableArguments {
             "auth_failing_users_per_address",
             default: failedAuthentications.failingUsersPerAddress
         )
+        if let node = file["auth_lockout_answer"] {
+            // YAML reads a bare 403 as a number: take its text either way.
+            guard let answer = node.string.flatMap(FailedAuthenticationGuard.LockoutAnswer.init(rawValue:)) else {
+                throw OperatorError(
+                    message: "\(config!):\(node.mark?.line ?? 0): auth_lockout_answer must be 403 or silence"
+                )
+            }
+            failedAuthentications.lockoutAnswer = answer
+        }
         var subscriptionLimits = SubscriptionAdmission.Limits()
         subscriptionLimits.watchersPerLine = try positiveInteger(
             "subscriptions_per_line",
@@ -198,9 +213,18 @@ struct ServerOptions: ParsableArguments {
             "subscriptions_per_source",
             default: subscriptionLimits.subscriptionsPerSource
         )
+        let transportDefaults = SIPTransport.Configuration()
         let tcpConnectionsPerSource = try positiveInteger(
             "tcp_connections_per_source",
-            default: SIPTransport.Configuration().maximumConnectionsPerSource
+            default: transportDefaults.maximumConnectionsPerSource
+        )
+        let tcpMessageTimeout = try positiveInteger(
+            "tcp_message_timeout",
+            default: Int(transportDefaults.streamMessageTimeout.nanoseconds / 1_000_000_000)
+        )
+        let tcpUnsentBytesLimit = try positiveInteger(
+            "tcp_unsent_bytes_limit",
+            default: transportDefaults.maximumUnsentBytesPerConnection
         )
         // Most phones take the first challenge; some UAs (libre 1.x in baresip 1.0) give up when
         // any challenge names an algorithm they do not know: the list and its order are a setting.
@@ -255,6 +279,8 @@ struct ServerOptions: ParsableArguments {
             overloadLagMilliseconds: overloadLagMilliseconds,
             failedAuthentications: failedAuthentications,
             tcpConnectionsPerSource: tcpConnectionsPerSource,
+            tcpMessageTimeout: tcpMessageTimeout,
+            tcpUnsentBytesLimit: tcpUnsentBytesLimit,
             subscriptionLimits: subscriptionLimits
         )
     }

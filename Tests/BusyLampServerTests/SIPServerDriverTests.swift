@@ -109,6 +109,48 @@ struct SIPServerDriverTests {
         try await harness.stop()
     }
 
+    /// Issue 9: with `lockoutAnswer = .silence` a locked-out guesser gets no answer at all (nor
+    /// does its retransmission), and its colleague behind the same address is served.
+    @Test func lockoutCanBeSilent() async throws {
+        let harness = try await DriverHarness.start {
+            $0.failedAuthentications.failuresBeforeLockout = 2
+            $0.failedAuthentications.lockoutAnswer = .silence
+        }
+        let port = harness.port(ofListener: 0)
+        let guesser = try await UDPPhone.open(group: harness.group)
+        let lines = DriverHarness.directory.lines
+        for attempt in 0..<2 {
+            let status = try await Self.subscribe(
+                guesser,
+                to: port,
+                watcher: lines[0],
+                target: lines[1],
+                callID: "guess\(attempt)",
+                password: "wrong"
+            )
+            #expect(status == 401)
+        }
+        let transactionsBefore = try await harness.onShard { $0.transactions.count }
+        await #expect(throws: DriverTestFailure.self) {
+            try await Self.subscribe(
+                guesser,
+                to: port,
+                watcher: lines[0],
+                target: lines[1],
+                callID: "silenced",
+                answerWithin: .seconds(1)
+            )
+        }
+        // The locked-out user is silenced before any challenge, and the unanswered
+        // transaction is forgotten at once rather than kept until it times out.
+        let transactionsAfter = try await harness.onShard { $0.transactions.count }
+        #expect(transactionsAfter == transactionsBefore)
+        let colleague = try await UDPPhone.open(group: harness.group)
+        #expect(try await Self.subscribe(colleague, to: port, watcher: lines[1], target: lines[0], callID: "c") == 200)
+        for phone in [guesser, colleague] { try await phone.close() }
+        try await harness.stop()
+    }
+
     /// Issue 9: live subscriptions per watched line and per source address are capped; a
     /// SUBSCRIBE past either gets a 403 that names it, and other lines and addresses are served.
     @Test func subscriptionsPerLineAndPerSourceAreCapped() async throws {
@@ -146,7 +188,8 @@ struct SIPServerDriverTests {
         watcher: Line,
         target: Line,
         callID: String,
-        password: String = DriverHarness.password
+        password: String = DriverHarness.password,
+        answerWithin: Duration = .seconds(5)
     ) async throws -> Int {
         let uri = "sip:\(target.extensionNumber)@\(DriverHarness.domain)"
         func request(cseq: Int, authorization: String?) -> String {
@@ -168,7 +211,7 @@ struct SIPServerDriverTests {
             return text + "Content-Length: 0\r\n\r\n"
         }
         func answer(cseq: Int) async throws -> SIPResponse {
-            let received = try await phone.first {
+            let received = try await phone.first(within: answerWithin) {
                 guard let response = $0.response, response.statusCode >= 200 else { return false }
                 return response.headers[.callID] == "\(callID)@driver"
                     && response.headers[.cseq]?.hasPrefix("\(cseq) ") == true

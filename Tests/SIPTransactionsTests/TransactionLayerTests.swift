@@ -55,6 +55,22 @@ import Testing
         #expect(layer.sendResponse(busy, for: key) == [.unknownTransaction(key)])
     }
 
+    @Test func aDiscardedServerTransactionIsForgottenUnanswered() throws {
+        var layer = TransactionLayer()
+        let register = try TestMessages.register()
+        let key = try #require(TransactionKey(incoming: register))
+        _ = layer.receivedRequest(register, from: phone)
+        #expect(layer.discardServerTransaction(key) == [.transaction(key, .terminated, peer: phone)])
+        #expect(layer.count == 0)
+        #expect(layer.discardServerTransaction(key) == [])
+        // Its retransmission is a new request for the transaction user to judge again.
+        #expect(
+            layer.receivedRequest(register, from: phone) == [
+                .transaction(key, .deliverToTransactionUser(.request(register)), peer: phone)
+            ]
+        )
+    }
+
     @Test func theACKForA2xxGoesToTheTransactionUser() throws {
         var layer = TransactionLayer()
         let invite = try TestMessages.invite()

@@ -59,8 +59,15 @@ struct SIPTransportHandlersTests {
         var transport: SIPTransport
         var log: DeliveryLog
 
-        init(idleTimeout: TimeAmount = .seconds(180), limits: SIPParserLimits = .default) throws {
+        var loop: EmbeddedEventLoop
+
+        init(
+            idleTimeout: TimeAmount = .seconds(180),
+            messageTimeout: TimeAmount = .seconds(32),
+            limits: SIPParserLimits = .default
+        ) throws {
             let loop = EmbeddedEventLoop()
+            self.loop = loop
             transport = SIPTransport(eventLoop: loop, logger: SIPTransportHandlersTests.logger)
             let log = DeliveryLog()
             transport.setMessageHandler { log.record($0, $1, $2) }
@@ -68,7 +75,12 @@ struct SIPTransportHandlersTests {
             channel = EmbeddedChannel(loop: loop)
             try channel.pipeline.syncOperations.addHandlers([
                 IdleStateHandler(readTimeout: idleTimeout),
-                SIPStreamHandler(transport: transport, listenerIndex: 1, transportKind: .tcp, limits: limits),
+                SIPStreamHandler(
+                    transport: transport,
+                    listenerIndex: 1,
+                    transportKind: .tcp,
+                    settings: .init(limits: limits, messageTimeout: messageTimeout)
+                ),
             ])
             try channel.connect(to: SIPTransportHandlersTests.peer).wait()
         }
@@ -227,6 +239,59 @@ struct SIPTransportHandlersTests {
         connection.channel.pipeline.fireUserInboundEventTriggered(IdleStateHandler.IdleStateEvent.read)
         #expect(!connection.channel.isActive)
         #expect(connection.log.all.isEmpty)
+    }
+
+    /// Issue 9: a peer that trickles a message (slowloris) is never idle, so the idle timeout
+    /// alone would keep it forever; the message's own deadline runs from its first byte.
+    @Test func aMessageTrickledPastItsDeadlineClosesTheConnection() throws {
+        let connection = try StreamConnection(idleTimeout: .seconds(30), messageTimeout: .seconds(10))
+        for character in "OPTIONS sip:sip.busylamp.test SIP/2.0\r\n".prefix(4) {
+            try connection.write(String(character))
+            connection.loop.advanceTime(by: .seconds(3))
+        }
+        #expect(!connection.channel.isActive)  // 4 bytes over 12 s: closed at 10 s
+        #expect(connection.log.all.isEmpty)
+    }
+
+    @Test func eachMessageHasADeadlineOfItsOwn() throws {
+        let connection = try StreamConnection(messageTimeout: .seconds(10))
+        let message = TestMessages.options()
+        let half = message.utf8.count / 2
+        try connection.write(String(message.prefix(half)))
+        connection.loop.advanceTime(by: .seconds(9))
+        try connection.write(String(message.dropFirst(half)) + String(message.prefix(half)))
+        connection.loop.advanceTime(by: .seconds(9))  // 18 s after the first message began
+        #expect(connection.channel.isActive)
+        #expect(connection.log.all.count == 1)
+        connection.loop.advanceTime(by: .seconds(2))  // 11 s after the second began
+        #expect(!connection.channel.isActive)
+        #expect(connection.log.all.count == 1)
+    }
+
+    @Test func keepAliveCRLFsDoNotArmTheMessageDeadline() throws {
+        let connection = try StreamConnection(messageTimeout: .seconds(10))
+        try connection.write("\r\n")  // a phone's lone CRLF keep-alive, waiting for its pair
+        connection.loop.advanceTime(by: .seconds(60))
+        #expect(connection.channel.isActive)
+        try connection.write(TestMessages.options())
+        connection.loop.advanceTime(by: .seconds(60))
+        #expect(connection.channel.isActive)
+        #expect(connection.log.all.count == 1)
+    }
+
+    /// Issue 9: a peer that does not read makes the channel unwritable once
+    /// `maximumUnsentBytesPerConnection` wait (the write-buffer water mark); the next send
+    /// closes the connection instead of queueing more.
+    @Test func sendToAPeerThatDoesNotReadClosesTheConnection() throws {
+        let connection = try StreamConnection()
+        try connection.write(TestMessages.options())
+        let flow = try #require(connection.log.all.first?.flow)
+        connection.channel.isWritable = false
+        #expect(throws: ChannelError.self) {
+            try connection.transport.send(ByteBuffer(string: "SIP/2.0 200 OK\r\n\r\n"), to: flow).wait()
+        }
+        #expect(!connection.channel.isActive)
+        #expect(connection.transport.connectionCount == 0)
     }
 
     @Test func otherUserEventsPassThrough() throws {

@@ -20,14 +20,10 @@ struct SIPTransportLoopbackTests {
         var udp: SocketAddress
         var tcp: SocketAddress
 
-        static func start(
-            streamIdleTimeout: TimeAmount = .seconds(180),
-            maximumConnectionsPerSource: Int = 256
-        ) async throws -> Server {
+        static func start(configure: (inout SIPTransport.Configuration) -> Void = { _ in }) async throws -> Server {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             var configuration = SIPTransport.Configuration()
-            configuration.streamIdleTimeout = streamIdleTimeout
-            configuration.maximumConnectionsPerSource = maximumConnectionsPerSource
+            configure(&configuration)
             let transport = SIPTransport(
                 eventLoop: group.next(),
                 configuration: configuration,
@@ -69,14 +65,10 @@ struct SIPTransportLoopbackTests {
     /// Clients made in `body` are gone before the event loop shuts down (a `NIOAsyncChannel`
     /// that outlives its loop schedules onto a dead loop when it is released).
     static func withServer(
-        streamIdleTimeout: TimeAmount = .seconds(180),
-        maximumConnectionsPerSource: Int = 256,
+        configure: (inout SIPTransport.Configuration) -> Void = { _ in },
         _ body: (Server) async throws -> Void
     ) async throws {
-        let server = try await Server.start(
-            streamIdleTimeout: streamIdleTimeout,
-            maximumConnectionsPerSource: maximumConnectionsPerSource
-        )
+        let server = try await Server.start(configure: configure)
         do {
             try await body(server)
         } catch {
@@ -157,19 +149,14 @@ struct SIPTransportLoopbackTests {
                 #expect(connected)
 
                 try await server.reply(Self.reply, to: one.flow)
-                var received = ""
-                for try await buffer in inbound {
-                    received += String(buffer: buffer)
-                    if received.utf8.count >= Self.reply.utf8.count { break }
-                }
-                return received
+                return try await Self.read(Self.reply.utf8.count, from: inbound)
             }
             #expect(answer == Self.reply)
         }
     }
 
     @Test func idleTCPConnectionIsClosedByTheServer() async throws {
-        try await Self.withServer(streamIdleTimeout: .milliseconds(200)) { server in
+        try await Self.withServer(configure: { $0.streamIdleTimeout = .milliseconds(200) }) { server in
             let client = try await Self.connect(to: server)
             let clock = ContinuousClock()
             let start = clock.now
@@ -225,7 +212,7 @@ struct SIPTransportLoopbackTests {
     /// Issue 9: one source address gets at most `maximumConnectionsPerSource` connections at
     /// once; another address is still served, and a closed connection frees its place.
     @Test func connectionsPerSourceAreCapped() async throws {
-        try await Self.withServer(maximumConnectionsPerSource: 2) { server in
+        try await Self.withServer(configure: { $0.maximumConnectionsPerSource = 2 }) { server in
             func openCount() async throws -> Int {
                 try await server.transport.eventLoop.submit { server.transport.connectionCount }.get()
             }
@@ -259,6 +246,58 @@ struct SIPTransportLoopbackTests {
             #expect(try await awaitOpenCount(3) == 3)
             for client in [second, other, again] { try await client.executeThenClose { _, _ in } }
         }
+    }
+
+    /// Issue 9: a peer that stops reading gets at most what the kernel's buffers and
+    /// `maximumUnsentBytesPerConnection` hold; then the server closes the connection, and
+    /// another peer is still answered.
+    @Test func aPeerThatStopsReadingIsCutOff() async throws {
+        try await Self.withServer(configure: { $0.maximumUnsentBytesPerConnection = 64 << 10 }) { server in
+            let stalled = try await ClientBootstrap(group: server.group)
+                .channelOption(.socketOption(.so_rcvbuf), value: 4096)
+                .channelOption(.autoRead, value: false)  // never reads what the server sends
+                .connect(host: "127.0.0.1", port: server.tcp.port!).get()
+            try await stalled.writeAndFlush(ByteBuffer(string: TestMessages.options())).get()
+            var deliveries = server.deliveries.makeAsyncIterator()
+            let flow = try #require(await deliveries.next()).flow
+            // Sent as the notifier sends NOTIFYs: without waiting for each write to finish, so
+            // that what the peer does not read piles up in the server's buffer.
+            let notify = ByteBuffer(string: String(repeating: "x", count: 4096))
+            let transport = server.transport
+            // Bounded: 80 MB at most, far above loopback's socket buffers and the limit.
+            let sent = try await transport.eventLoop.submit {
+                var sent = 0
+                var refused = false
+                while sent < 20_000 && !refused {
+                    transport.send(notify, to: flow).whenFailure { _ in refused = true }
+                    sent += 1
+                }
+                return sent
+            }.get()
+            #expect(sent < 20_000, "the server kept queueing for a peer that does not read")
+            let open = try await server.transport.eventLoop.submit { server.transport.connectionCount }.get()
+            #expect(open == 0)
+            try? await stalled.close()
+
+            let live = try await Self.connect(to: server, from: "127.0.0.2")
+            let answer: String = try await live.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: TestMessages.options(callID: "live@127.0.0.2")))
+                let delivery = try #require(await deliveries.next())
+                try await server.reply(Self.reply, to: delivery.flow)
+                return try await Self.read(Self.reply.utf8.count, from: inbound)
+            }
+            #expect(answer == Self.reply)
+        }
+    }
+
+    /// Reads from `inbound` until at least `count` bytes have arrived.
+    static func read(_ count: Int, from inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async throws -> String {
+        var received = ""
+        for try await buffer in inbound {
+            received += String(buffer: buffer)
+            if received.utf8.count >= count { break }
+        }
+        return received
     }
 
     static func connect(

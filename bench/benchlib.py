@@ -153,8 +153,13 @@ class BusyLamp(Server):
     problem_rx = r"\b(warning|error|critical)\b"
 
     # The load tools simulate thousands of phones from one loopback address: the per-address
-    # subscription limit (50,000 by default, a NAT'd office) would refuse them.
-    LOAD_CONFIG = "subscriptions_per_source: 100000000\n"
+    # subscription limit (50,000 by default, a NAT'd office) and request rate limit (2,000/s)
+    # would refuse them.
+    LOAD_CONFIG = (
+        "subscriptions_per_source: 100000000\n"
+        "requests_per_source: 100000000\n"
+        "request_burst_per_source: 100000000\n"
+    )
 
     def __init__(self, binary, directory, dirpath, config=None):
         self.binary, self.directory, self.dir, self.config = binary, directory, dirpath, config

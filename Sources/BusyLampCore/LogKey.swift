@@ -30,4 +30,6 @@ public enum LogKey {
     /// What a lockout covers (`user` at an address, or the `address`) and when it ends.
     public static let scope: Logger.Metadata.Key = "scope"
     public static let until: Logger.Metadata.Key = "until"
+    /// The limit a refused source went past.
+    public static let limit: Logger.Metadata.Key = "limit"
 }

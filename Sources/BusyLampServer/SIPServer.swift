@@ -70,6 +70,8 @@ public final class SIPServer: Sendable {
         /// Live subscriptions per watched line and per source address, for the server (each
         /// shard keeps its share: the kernel spreads a source's ports over the shards).
         public var subscriptionLimits = SubscriptionAdmission.Limits()
+        /// Requests per source address, for the server (each shard keeps its share).
+        public var sourceRates = SourceRateLimiter<SourceIPAddress>.Settings()
         public init() {}
     }
 
@@ -105,6 +107,8 @@ public final class SIPServer: Sendable {
         shardConfiguration.subscriptionLimits.subscriptionsPerSource = share(
             configuration.subscriptionLimits.subscriptionsPerSource
         )
+        shardConfiguration.sourceRates.requestsPerSecond = share(configuration.sourceRates.requestsPerSecond)
+        shardConfiguration.sourceRates.burst = share(configuration.sourceRates.burst)
         shardConfiguration.transport.sharesPorts = eventLoops.count > 1
         // One secret: a nonce one shard issued is good on another.
         let nonceSecret = NonceManager.makeSecret()

@@ -69,6 +69,8 @@ final class SIPShard: @unchecked Sendable {
     /// When the last tick ran, and the guard it feeds.
     private var lastTickAt = NIODeadline.now()
     var overload: OverloadGuard
+    /// Requests per source address: a flood from one address is dropped unread (issue 9).
+    var sourceRates: SourceRateLimiter<SourceIPAddress>
     /// Set by `stop`: a batched write scheduled before it must not start after the store stops.
     var isStopped = false
     /// Host names and addresses that mean "this server" in a Request-URI.
@@ -144,6 +146,7 @@ final class SIPShard: @unchecked Sendable {
         self.parser = SIPParser(limits: configuration.transport.parserLimits)
         self.timers = ServerTimers(tick: configuration.timerTick)
         self.overload = OverloadGuard(settings: configuration.overload)
+        self.sourceRates = SourceRateLimiter(settings: configuration.sourceRates)
         self.transport = SIPTransport(
             eventLoop: eventLoop,
             configuration: configuration.transport,
@@ -252,6 +255,7 @@ final class SIPShard: @unchecked Sendable {
     /// message (``ShardRouting``), which is this one unless it belongs to a line or a call
     /// (the line owner) or to another shard's subscription.
     private func received(bytes: [UInt8], framing: SIPFraming, flow: SIPFlow) {
+        guard admitsRequests(in: bytes, from: flow) else { return }
         let message: SIPMessage
         do {
             message = try parser.parse(bytes, framing: framing)
@@ -297,6 +301,33 @@ final class SIPShard: @unchecked Sendable {
             execute(transactions.receivedResponse(response, from: peer), flow: flow)
         }
     }
+
+    /// Whether a message from `flow` goes on to be parsed: responses always do (they answer our
+    /// own requests), requests while their source is within its rate. A refused request is
+    /// dropped without an answer, as a flood's should be: an answer is more work, and more
+    /// traffic towards a forged address.
+    private func admitsRequests(in bytes: [UInt8], from flow: SIPFlow) -> Bool {
+        guard !bytes.starts(with: Self.responsePrefix) else { return true }
+        switch sourceRates.admit(flow.sourceIPAddress, now: lastTickAt.uptimeNanoseconds) {
+        case .admitted:
+            return true
+        case .refused(let startsEpisode):
+            transport.countDrop(.sourceRateLimit)
+            if startsEpisode {
+                logger.warning(
+                    "Too many requests from one address: dropping them",
+                    metadata: [
+                        LogKey.peer: "\(flow.remoteHost)",
+                        LogKey.limit:
+                            "\(sourceRates.settings.requestsPerSecond)/s, burst \(sourceRates.settings.burst)",
+                    ]
+                )
+            }
+            return false
+        }
+    }
+
+    private static let responsePrefix = Array("SIP/".utf8)
 
     /// RFC 4475 §3.1.2: answer 400 naming the fault when enough is readable, else drop.
     private func refuseUnparseable(_ error: SIPParseError, flow: SIPFlow) {

@@ -37,3 +37,34 @@ public struct ConnectionID: Sendable, Hashable, CustomStringConvertible {
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
     public var description: String { "conn-\(rawValue)" }
 }
+
+/// A source IP address without its port, as a value that hashes without building a string:
+/// what per-source limits count by (the phones of one office share it, each on its own port).
+public struct SourceIPAddress: Sendable, Hashable {
+    /// The address's 128 bits; an IPv4 address sits where IPv4-mapped IPv6 puts it.
+    private let high: UInt64
+    private let low: UInt64
+
+    public init(_ address: SocketAddress) {
+        switch address {
+        case .v4(let v4):
+            high = 0
+            low = 0xFFFF_0000_0000 | UInt64(UInt32(bigEndian: v4.address.sin_addr.s_addr))
+        case .v6(let v6):
+            var bytes = v6.address.sin6_addr
+            (high, low) = withUnsafeBytes(of: &bytes) { raw in
+                (
+                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                    UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                )
+            }
+        case .unixDomainSocket:
+            (high, low) = (0, 0)
+        }
+    }
+}
+
+extension SIPFlow {
+    /// The address per-source limits count this flow's messages by.
+    public var sourceIPAddress: SourceIPAddress { SourceIPAddress(remoteAddress) }
+}

@@ -60,6 +60,8 @@ public final class SIPTransport: @unchecked Sendable {
         case tooManyConnectionsFromSource = "too_many_connections_from_source"
         case unparseable
         case noRoute = "no_route"
+        /// A request past its source address's rate (dropped by the shard, before parsing).
+        case sourceRateLimit = "source_rate_limit"
     }
 
     /// A bound listener and the address the OS gave it (port 0 becomes a real port).

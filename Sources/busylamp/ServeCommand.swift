@@ -85,6 +85,7 @@ enum ServerLauncher {
         configuration.transport.streamMessageTimeout = .seconds(Int64(resolved.tcpMessageTimeout))
         configuration.transport.maximumUnsentBytesPerConnection = resolved.tcpUnsentBytesLimit
         configuration.subscriptionLimits = resolved.subscriptionLimits
+        configuration.sourceRates = resolved.sourceRates
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),
             directory: directory,

@@ -72,6 +72,8 @@ struct ServerOptions: ParsableArguments {
         var tcpUnsentBytesLimit: Int
         /// Live subscriptions per watched line and per source address (config file only).
         var subscriptionLimits: SubscriptionAdmission.Limits
+        /// Requests per second and at once from one source address (config file only).
+        var sourceRates: SourceRateLimiter<SourceIPAddress>.Settings
     }
 
     enum StoreLocation {
@@ -93,7 +95,7 @@ struct ServerOptions: ParsableArguments {
         "auth_failure_limit", "auth_failure_window", "auth_lockout", "auth_failing_users_per_address",
         "auth_lockout_answer",
         "tcp_connections_per_source", "subscriptions_per_line", "subscriptions_per_source",
-        "tcp_message_timeout", "tcp_unsent_bytes_limit",
+        "tcp_message_timeout", "tcp_unsent_bytes_limit", "requests_per_source", "request_burst_per_source",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -213,6 +215,12 @@ struct ServerOptions: ParsableArguments {
             "subscriptions_per_source",
             default: subscriptionLimits.subscriptionsPerSource
         )
+        var sourceRates = SourceRateLimiter<SourceIPAddress>.Settings()
+        sourceRates.requestsPerSecond = try positiveInteger(
+            "requests_per_source",
+            default: sourceRates.requestsPerSecond
+        )
+        sourceRates.burst = try positiveInteger("request_burst_per_source", default: sourceRates.burst)
         let transportDefaults = SIPTransport.Configuration()
         let tcpConnectionsPerSource = try positiveInteger(
             "tcp_connections_per_source",
@@ -281,7 +289,8 @@ struct ServerOptions: ParsableArguments {
             tcpConnectionsPerSource: tcpConnectionsPerSource,
             tcpMessageTimeout: tcpMessageTimeout,
             tcpUnsentBytesLimit: tcpUnsentBytesLimit,
-            subscriptionLimits: subscriptionLimits
+            subscriptionLimits: subscriptionLimits,
+            sourceRates: sourceRates
         )
     }
 

@@ -109,6 +109,32 @@ struct SIPServerDriverTests {
         try await harness.stop()
     }
 
+    /// Issue 9: a source past its request rate is dropped unanswered, responses to our own
+    /// requests aside, and a phone at another address is served all the while.
+    @Test func aFloodingSourceIsHeldToItsRate() async throws {
+        let harness = try await DriverHarness.start {
+            $0.sourceRates.requestsPerSecond = 1
+            $0.sourceRates.burst = 10
+        }
+        let port = harness.port(ofListener: 0)
+        let flood = try await UDPPhone.open(group: harness.group)
+        for index in 0..<40 {
+            try await flood.send(Self.options(branch: "flood\(index)", to: port, from: flood), to: port)
+        }
+        let office = try await UDPPhone.open(group: harness.group, host: "127.0.0.2")
+        for index in 0..<5 {
+            try await office.send(Self.options(branch: "office\(index)", to: port, from: office), to: port)
+        }
+        #expect(try await office.awaitCount(5).count == 5)
+        // Give refused requests time to have been answered, had they been.
+        try await Task.sleep(for: .milliseconds(500))
+        let answered = flood.received.count
+        #expect(answered >= 10 && answered <= 12, "answered \(answered) of 40")
+        try await flood.close()
+        try await office.close()
+        try await harness.stop()
+    }
+
     /// Issue 9: with `lockoutAnswer = .silence` a locked-out guesser gets no answer at all (nor
     /// does its retransmission), and its colleague behind the same address is served.
     @Test func lockoutCanBeSilent() async throws {

@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 
 @testable import SIPTransportNIO
@@ -58,5 +59,22 @@ struct SIPListenAddressTests {
     @Test func onlyStreamTransportsAreReliable() {
         #expect(SIPTransportKind.allCases.filter(\.isReliable) == [.tcp, .tls])
         #expect(SIPTransportKind.allCases.map(\.viaToken) == ["UDP", "TCP", "TLS"])
+    }
+}
+
+@Suite struct SourceIPAddressTests {
+    /// Per-source limits count an address, not an address and port: the phones of one office
+    /// share the address, each on its own port.
+    @Test func portsDoNotCountAndAddressesDo() throws {
+        let one = try SourceIPAddress(SocketAddress(ipAddress: "127.0.0.1", port: 5060))
+        #expect(one == (try SourceIPAddress(SocketAddress(ipAddress: "127.0.0.1", port: 40_000))))
+        #expect(one != (try SourceIPAddress(SocketAddress(ipAddress: "127.0.0.2", port: 5060))))
+        #expect(one != (try SourceIPAddress(SocketAddress(ipAddress: "1.0.0.127", port: 5060))))
+        let v6 = try SourceIPAddress(SocketAddress(ipAddress: "2001:db8::1", port: 5060))
+        #expect(v6 == (try SourceIPAddress(SocketAddress(ipAddress: "2001:db8::1", port: 1))))
+        #expect(v6 != (try SourceIPAddress(SocketAddress(ipAddress: "2001:db8::2", port: 5060))))
+        #expect(v6 != one)
+        // An IPv4 address and its IPv4-mapped IPv6 form are one source.
+        #expect(one == (try SourceIPAddress(SocketAddress(ipAddress: "::ffff:127.0.0.1", port: 5060))))
     }
 }

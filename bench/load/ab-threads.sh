@@ -10,7 +10,7 @@ DATA=${DATA:-/tmp/b2/subscribe-data}
 BIN=${BIN:-$(cd "$(dirname "$0")/../.." && pwd)/.build-bench/release}
 LOAD=${LOAD:-$(cd "$(dirname "$0")/../.." && pwd)/.build-load/release/busylamp-load}
 T=$1; R=$2; D=/tmp/ab-$T-$R; rm -rf $D; mkdir -p $D
-printf "sip_threads: $T\nsubscriptions_per_source: 100000000\n" > $D/config.yaml
+printf "sip_threads: $T\nsubscriptions_per_source: 100000000\nrequests_per_source: 100000000\nrequest_burst_per_source: 100000000\n" > $D/config.yaml
 "$BIN/busylamp" serve --config $D/config.yaml --directory "$DATA/directory.yaml" --data $D/data --sip udp:127.0.0.1:0 --http 127.0.0.1:0 > $D/out.txt 2>&1 &
 for i in $(seq 60); do grep -q "^ready" $D/out.txt && break; sleep 1; done
 PORT=$(grep -o "sip udp 127.0.0.1:[0-9]*" $D/out.txt | cut -d: -f2); PID=$(pgrep -f "data $D/data")

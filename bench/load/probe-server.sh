@@ -13,7 +13,7 @@ start_busylamp() {
     local dir=$1
     shift
     # One loopback address stands for thousands of phones: no per-address subscription limit.
-    printf "sip_threads: 2\nsubscriptions_per_source: 100000000\n" > "$dir/config.yaml"
+    printf "sip_threads: 2\nsubscriptions_per_source: 100000000\nrequests_per_source: 100000000\nrequest_burst_per_source: 100000000\n" > "$dir/config.yaml"
     "$@" "$BIN/busylamp" serve --config "$dir/config.yaml" --directory "$DATA/directory.yaml" --data "$dir/data" \
         --sip udp:127.0.0.1:0 --http 127.0.0.1:0 > "$dir/out.txt" 2> "$dir/err.txt" &
     for _ in $(seq 120); do grep -q "^ready" "$dir/out.txt" && break; sleep 1; done

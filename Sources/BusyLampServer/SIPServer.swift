@@ -166,10 +166,25 @@ public final class SIPServer: Sendable {
     }
 
     /// Stops listening, writes what is pending and waits for the store thread to finish.
+    /// Stops gracefully (issue 9): new requests are refused with `503`, the transactions
+    /// already begun get their answers once their store writes are done, pending subscription
+    /// writes are flushed, then the sockets close. What is in the store is what the next start
+    /// restores.
     public func stop() async {
+        for shard in shards { await shard.beginDraining() }
+        // The store thread runs its tasks in order: once an empty one has run, every write
+        // queued before it has, and its completion waits on its shard's loop. A completion may
+        // queue one more write (a new subscription's first NOTIFY waits for its record): a few
+        // rounds, bounded, cover that.
+        for _ in 0..<Self.drainRounds {
+            _ = try? await storeThread.runIfActive(eventLoop: lineOwner.eventLoop) {}.get()
+            for shard in shards { await shard.settle() }
+        }
         for shard in shards { await shard.stop() }
         try? await storeThread.shutdownGracefully()
     }
+
+    private static let drainRounds = 3
 
     /// The directory changed (the admin API wrote the store): every shard judges by it.
     public func directoryChanged(_ newDirectory: Directory) {

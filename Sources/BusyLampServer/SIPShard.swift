@@ -73,6 +73,8 @@ final class SIPShard: @unchecked Sendable {
     var sourceRates: SourceRateLimiter<SourceIPAddress>
     /// Set by `stop`: a batched write scheduled before it must not start after the store stops.
     var isStopped = false
+    /// Set when a graceful stop begins: new work gets `503`, work begun goes on (``drain()``).
+    private var isDraining = false
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
     private var sweepTasks: [RepeatedTask] = []
@@ -218,6 +220,19 @@ final class SIPShard: @unchecked Sendable {
 
     /// Closes the sockets, stops the sweeps and waits for what is pending to be written (the
     /// store thread stops after every shard, and would cancel a write still queued).
+    /// The first step of a graceful stop: from now on new requests get `503` with
+    /// `Retry-After`, while transactions already begun (a REGISTER or SUBSCRIBE waiting for its
+    /// store write) go on to their answers.
+    func beginDraining() async {
+        try? await eventLoop.submit { self.isDraining = true }.get()
+    }
+
+    /// Returns once everything the loop had queued has run, the datagrams its work wrote
+    /// flushed: a store write's completion queues a response, whose flush is queued in turn.
+    func settle() async {
+        for _ in 0..<2 { try? await eventLoop.submit {}.get() }
+    }
+
     func stop() async {
         await transport.close()
         try? await eventLoop.flatSubmit {
@@ -280,6 +295,11 @@ final class SIPShard: @unchecked Sendable {
             // Past capacity, new work is refused before it costs anything (a retransmission of
             // a request already admitted still reaches its transaction).
             if overload.isShedding, let key, !transactions.contains(key), overload.sheds(request) {
+                return shed(request, flow: flow)
+            }
+            // Stopping: what has begun finishes, nothing new begins (the phone retries later,
+            // at the next start or another server).
+            if isDraining, let key, !transactions.contains(key), OverloadGuard.startsNewWork(request) {
                 return shed(request, flow: flow)
             }
             // The first REGISTER or SUBSCRIBE of a phone carries no credentials: its 401 needs

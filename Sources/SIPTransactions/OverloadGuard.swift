@@ -102,15 +102,21 @@ public struct OverloadGuard: Sendable {
     /// a request in a dialog, an ACK, CANCEL or BYE (which end work), nor a response; of those,
     /// the share ``shedShare``.
     public mutating func sheds(_ request: SIPRequest) -> Bool {
-        guard isShedding, request.to?.tag == nil else { return false }
-        switch request.method {
-        case .subscribe, .register, .invite, .publish, .options: break
-        default: return false
-        }
+        guard isShedding, Self.startsNewWork(request) else { return false }
         shedCredit += shedShare
         guard shedCredit >= 1 else { return false }
         shedCredit -= 1
         return true
+    }
+
+    /// Whether `request` starts new work (out of any dialog, of a method that creates state or
+    /// costs a store write): what a server past capacity, or stopping, refuses with `503`.
+    public static func startsNewWork(_ request: SIPRequest) -> Bool {
+        guard request.to?.tag == nil else { return false }
+        switch request.method {
+        case .subscribe, .register, .invite, .publish, .options: return true
+        default: return false
+        }
     }
 
     private static func seconds(_ duration: Duration) -> Double {

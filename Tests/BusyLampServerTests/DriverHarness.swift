@@ -36,7 +36,7 @@ final class DriverHarness: Sendable {
     let group: MultiThreadedEventLoopGroup
     let server: SIPServer
     let listeners: [SIPTransport.BoundListener]
-    private let folder: URL
+    let folder: URL
 
     private init(
         group: MultiThreadedEventLoopGroup,

@@ -1,4 +1,5 @@
 import BusyLampCore
+import BusyLampStore
 import Foundation
 import SIPAuth
 import SIPCore
@@ -132,6 +133,43 @@ struct SIPServerDriverTests {
         #expect(answered >= 10 && answered <= 12, "answered \(answered) of 40")
         try await flood.close()
         try await office.close()
+        try await harness.stop()
+    }
+
+    /// Issue 9, graceful stop: a SUBSCRIBE whose store write is still queued when the stop
+    /// begins gets its 200, a new request meanwhile gets 503 with Retry-After, and the
+    /// subscription is in the store for the next start.
+    @Test func aStopFinishesTheTransactionsBegun() async throws {
+        let harness = try await DriverHarness.start()
+        let port = harness.port(ofListener: 0)
+        let lines = DriverHarness.directory.lines
+        let watcher = try await UDPPhone.open(group: harness.group)
+        let latecomer = try await UDPPhone.open(group: harness.group)
+        // The store thread is held, so the SUBSCRIBE's write waits behind this while the stop
+        // begins.
+        let storeThread = try await harness.onShard { $0.storeThread }
+        let storeHeld = storeThread.runIfActive(eventLoop: harness.group.next()) { Thread.sleep(forTimeInterval: 1) }
+        let subscribing = Task {
+            try await Self.subscribe(watcher, to: port, watcher: lines[0], target: lines[1], callID: "inflight")
+        }
+        // The authenticated SUBSCRIBE has its transaction (the first one's 401 needs none).
+        let deadline = ContinuousClock.now.advanced(by: .seconds(5))
+        while try await harness.onShard({ $0.transactions.count }) == 0, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let stopping = Task { await harness.server.stop() }
+        try await Task.sleep(for: .milliseconds(100))
+        try await latecomer.send(Self.options(branch: "late", to: port, from: latecomer), to: port)
+        let refusal = try #require(try await latecomer.first { $0.response != nil }.message.response)
+        #expect(refusal.statusCode == 503)
+        #expect(refusal.headers[.retryAfter] != nil)
+        #expect(try await subscribing.value == 200)
+        await stopping.value
+        try await storeHeld.get()
+
+        let store = try SQLiteStore.open(dataDirectory: harness.folder)
+        #expect(try store.allSubscriptions().count == 1)
+        for phone in [watcher, latecomer] { try await phone.close() }
         try await harness.stop()
     }
 

@@ -48,11 +48,13 @@ extension EndToEnd {
             try? FileManager.default.removeItem(at: workDirectory)
         }
 
-        /// Subscriptions are persisted before their 200 and survive `kill -9`: after the restart
-        /// each watcher gets a NOTIFY in its old dialog, with a higher CSeq and version, without
-        /// resubscribing (issue 3, "Done when"). Over UDP: a TCP watcher's connection dies with
-        /// the process, and BusyLamp never opens connections towards phones.
-        @Test func watchersGetANotifyAfterKillDashNineAndRestart() async throws {
+        /// Subscriptions are persisted before their 200 and survive `kill -9` and a graceful
+        /// stop alike: after the restart each watcher gets a NOTIFY in its old dialog, with a
+        /// higher CSeq and version, without resubscribing (issue 3, "Done when"; issue 9: SIGTERM
+        /// keeps the subscriptions and exits 0 within a few seconds). Over UDP: a TCP watcher's
+        /// connection dies with the process, and BusyLamp never opens connections towards phones.
+        @Test(arguments: [true, false])
+        func watchersGetANotifyAfterTheServerStopsAndRestarts(killedHard: Bool) async throws {
             let workDirectory = try TestEnvironment.makeTemporaryDirectory("restart-watchers")
             let target = DirectoryFixture.bob
             let watchers = [DirectoryFixture.alice, DirectoryFixture.joe]
@@ -72,8 +74,15 @@ extension EndToEnd {
             }
             // Long enough for SUBSCRIBE, 401, SUBSCRIBE, 200, NOTIFY, 200 on a loaded machine.
             try await Task.sleep(for: .seconds(2))
-            let killed = try await first.killHard()
-            #expect(killed == .signaled(SIGKILL))
+            if killedHard {
+                let killed = try await first.killHard()
+                #expect(killed == .signaled(SIGKILL))
+            } else {
+                let stopBegan = ContinuousClock.now
+                let stopped = try await first.stop()
+                #expect(stopped == .exited(0), "busylamp serve after SIGTERM:\n\(first.output)")
+                #expect(ContinuousClock.now - stopBegan < .seconds(5))
+            }
             let second = try await ServerProcess.start(in: workDirectory)
 
             for (watcher, run) in zip(watchers, runs) {

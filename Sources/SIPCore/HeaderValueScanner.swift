@@ -99,8 +99,9 @@ struct HeaderValueScanner {
                     value = quoted
                 } else {
                     let start = position
-                    while let byte = current, byte.isSIPTokenCharacter || byte == .colon || byte == .openBracket
-                        || byte == .closeBracket
+                    while let byte = current,
+                        byte.isSIPTokenCharacter || byte == .colon || byte == .openBracket
+                            || byte == .closeBracket
                     {
                         position += 1
                     }
@@ -118,7 +119,8 @@ struct HeaderValueScanner {
     /// The element ranges of a comma-separated list (RFC 3261 §7.3.1), trimmed, empty ones
     /// dropped; `each` answers `false` to stop early, and then so does this.
     static func forEachListElement(
-        _ bytes: UnsafeBufferPointer<UInt8>, _ each: (UnsafeBufferPointer<UInt8>) -> Bool
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        _ each: (UnsafeBufferPointer<UInt8>) -> Bool
     ) -> Bool {
         var scanner = HeaderValueScanner(bytes)
         while !scanner.isAtEnd {

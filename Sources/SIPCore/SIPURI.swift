@@ -16,8 +16,13 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
     public var opaque: String?
 
     public init(
-        scheme: String = "sip", user: String? = nil, password: String? = nil, host: String, port: Int? = nil,
-        parameters: SIPParameters = SIPParameters(), headers: String? = nil
+        scheme: String = "sip",
+        user: String? = nil,
+        password: String? = nil,
+        host: String,
+        port: Int? = nil,
+        parameters: SIPParameters = SIPParameters(),
+        headers: String? = nil
     ) {
         self.scheme = scheme
         self.user = user
@@ -104,13 +109,16 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
     /// Checks a URI (RFC 3261 §19.1 for sip/sips, any `scheme:` otherwise) without building
     /// strings; `parameter` sees every uri-parameter in order.
     static func syntax(
-        _ bytes: UnsafeBufferPointer<UInt8>, parameter: (Range<Int>, Range<Int>?) -> Void
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        parameter: (Range<Int>, Range<Int>?) -> Void
     ) -> Syntax? {
         guard let colon = bytes.firstIndex(of: .colon), colon > 0 else { return nil }
         let schemeBytes = bytes[..<colon]
         guard schemeBytes.first!.isASCIILetter,
-            schemeBytes.allSatisfy({ $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: "+")
-                || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
+            schemeBytes.allSatisfy({
+                $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: "+")
+                    || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".")
+            })
         else { return nil }
         let restStart = colon + 1
         let end = bytes.count
@@ -220,7 +228,8 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
         while index < bytes.endIndex {
             let byte = bytes[index]
             if byte == UInt8(ascii: "%") {
-                guard index + 2 < bytes.endIndex, let high = bytes[index + 1].hexValue, let low = bytes[index + 2].hexValue
+                guard index + 2 < bytes.endIndex, let high = bytes[index + 1].hexValue,
+                    let low = bytes[index + 2].hexValue
                 else { return nil }
                 out.append(high << 4 | low)
                 index += 3
@@ -235,7 +244,8 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
     static func escapeUser(_ user: String) -> String {
         var out = ""
         for byte in user.utf8 {
-            if byte.isSIPTokenCharacter && byte != UInt8(ascii: "%") || byte == UInt8(ascii: "&") || byte == UInt8(ascii: "=")
+            if byte.isSIPTokenCharacter && byte != UInt8(ascii: "%") || byte == UInt8(ascii: "&")
+                || byte == UInt8(ascii: "=")
                 || byte == UInt8(ascii: "$") || byte == .comma || byte == .semicolon || byte == .questionMark
                 || byte == .slash
             {
@@ -261,5 +271,7 @@ extension UInt8 {
         default: return nil
         }
     }
-    var isHostCharacter: Bool { isASCIILetter || isASCIIDigit || self == UInt8(ascii: "-") || self == UInt8(ascii: ".") }
+    var isHostCharacter: Bool {
+        isASCIILetter || isASCIIDigit || self == UInt8(ascii: "-") || self == UInt8(ascii: ".")
+    }
 }

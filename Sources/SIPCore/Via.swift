@@ -55,8 +55,10 @@ public struct Via: Hashable, Sendable, CustomStringConvertible {
         }
         self.init(
             transport: String(decoding: bytes[syntax.transport], as: UTF8.self).uppercased(),
-            host: String(decoding: bytes[syntax.host], as: UTF8.self).lowercased(), port: syntax.port,
-            parameters: parameters)
+            host: String(decoding: bytes[syntax.host], as: UTF8.self).lowercased(),
+            port: syntax.port,
+            parameters: parameters
+        )
     }
 
     /// Where the parts of one Via element are in its bytes.
@@ -68,7 +70,8 @@ public struct Via: Hashable, Sendable, CustomStringConvertible {
 
     /// Checks one Via element (RFC 3261 §20.42 `via-parm`) without building strings.
     static func syntax(
-        _ bytes: UnsafeBufferPointer<UInt8>, parameter: (Range<Int>, Range<Int>?) -> Void
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        parameter: (Range<Int>, Range<Int>?) -> Void
     ) -> Syntax? {
         var scanner = HeaderValueScanner(bytes)
         // sent-protocol = protocol-name SLASH protocol-version SLASH transport, LWS allowed around slashes.
@@ -124,10 +127,14 @@ public struct CSeq: Hashable, Sendable, CustomStringConvertible {
     /// RFC 3261 §8.1.1.5: the sequence number is a 32-bit unsigned integer below 2**31.
     public init?(_ text: String) {
         var text = text
-        guard let cseq = text.withUTF8({ bytes -> CSeq? in
-            guard let syntax = CSeq.syntax(bytes) else { return nil }
-            return CSeq(number: syntax.number, method: SIPMethod(String(decoding: bytes[syntax.method], as: UTF8.self)))
-        })
+        guard
+            let cseq = text.withUTF8({ bytes -> CSeq? in
+                guard let syntax = CSeq.syntax(bytes) else { return nil }
+                return CSeq(
+                    number: syntax.number,
+                    method: SIPMethod(String(decoding: bytes[syntax.method], as: UTF8.self))
+                )
+            })
         else { return nil }
         self = cseq
     }

@@ -4,7 +4,7 @@ import Testing
 @testable import AdminAPI
 
 /// The API's input rules (docs/admin-api.md) and the bad-token throttle, with no server.
-@Suite("Admin API input and token")
+@Suite("Admin API input and token", .timeLimit(.minutes(1)))
 struct AdminInputTests {
     @Test(arguments: [
         ("201", true), ("2", true), ("", false), ("20a", false), ("٢٠١", false),

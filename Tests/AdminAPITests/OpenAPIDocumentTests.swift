@@ -5,7 +5,7 @@ import Testing
 
 /// `/openapi.json` is compiled into the binary as it is written (Console/openapi.json): these
 /// tests hold it to the router, so that the document cannot drift from what the server does.
-@Suite struct OpenAPIDocumentTests {
+@Suite(.timeLimit(.minutes(1))) struct OpenAPIDocumentTests {
     /// The operation keys of an OpenAPI path item (everything else in it is not an operation).
     static let methods: Set<String> = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
 

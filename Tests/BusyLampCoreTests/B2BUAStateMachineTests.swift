@@ -7,7 +7,7 @@ import Testing
 
 /// The set of calls: how each message finds its call (branch, dialog, INVITE transaction), which
 /// ringing call a pickup takes and who may take it, and that an ended call is forgotten.
-@Suite("B2BUA state machine")
+@Suite("B2BUA state machine", .timeLimit(.minutes(1)))
 struct B2BUAStateMachineTests {
     typealias F = CallFixture
     typealias Action = B2BUAStateMachine.Action

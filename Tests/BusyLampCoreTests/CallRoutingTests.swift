@@ -5,7 +5,7 @@ import Testing
 
 /// The routing decision of issue 4 for an incoming INVITE, over a fixed directory: every route
 /// and every refusal, with Request-URIs parsed as a phone or a carrier writes them.
-@Suite("Call routing")
+@Suite("Call routing", .timeLimit(.minutes(1)))
 struct CallRoutingTests {
     static let domain = "sip.busylamp.test"
     static let serverIP = "192.0.2.10"

@@ -7,7 +7,7 @@ import Testing
 
 /// Pickup of a ringing call (RFC 3725 offer/answer joining, see `CallStateMachine+Pickup.swift`)
 /// in each of its shapes: both sides offered, only the caller, only the picker, neither.
-@Suite("Call state machine: pickup")
+@Suite("Call state machine: pickup", .timeLimit(.minutes(1)))
 struct CallStateMachinePickupTests {
     typealias F = CallFixture
 

@@ -9,7 +9,7 @@ import Testing
 /// and re-INVITEs in; what goes on the wire, timers and lamps out. No sockets, no clock;
 /// identifiers are counted (`t1` is our tag for the caller, `t2@busylamp` the forks' Call-ID,
 /// `t3` our From tag on the forks, then branches).
-@Suite("Call state machine")
+@Suite("Call state machine", .timeLimit(.minutes(1)))
 struct CallStateMachineTests {
     typealias F = CallFixture
 

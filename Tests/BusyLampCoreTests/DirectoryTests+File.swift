@@ -3,7 +3,7 @@ import Foundation
 import SIPAuth
 import Testing
 
-@Suite("Directory file")
+@Suite("Directory file", .timeLimit(.minutes(1)))
 struct DirectoryFileTests {
     /// INTERFACE.md's example with every optional field set, some to non-defaults.
     static let complete = """

@@ -3,7 +3,7 @@ import SIPAuth
 import SIPTransactions
 import Testing
 
-@Suite("Directory")
+@Suite("Directory", .timeLimit(.minutes(1)))
 struct DirectoryTests {
     static func line(_ account: String, _ extensionNumber: String, _ number: String, presence: Bool? = nil) -> Line {
         Line(

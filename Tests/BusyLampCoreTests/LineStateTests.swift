@@ -25,7 +25,7 @@ func makeDialog(
     )
 }
 
-@Suite("Line state")
+@Suite("Line state", .timeLimit(.minutes(1)))
 struct LineStateTests {
     @Test(
         "The lamp follows PRODUCT.md's table",
@@ -74,7 +74,7 @@ struct LineStateTests {
     }
 }
 
-@Suite("Dialog-info and PIDF documents")
+@Suite("Dialog-info and PIDF documents", .timeLimit(.minutes(1)))
 struct LineDocumentTests {
     let entity = "sip:6495550202@sip.busylamp.test"
 

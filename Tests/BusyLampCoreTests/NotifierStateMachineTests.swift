@@ -7,7 +7,7 @@ import Testing
 
 /// The notifier driven as the server drives it, with values only: subscriptions, line states
 /// and NOTIFY outcomes in, actions out. No sockets, no clock (`now` is always given).
-@Suite("Notifier state machine")
+@Suite("Notifier state machine", .timeLimit(.minutes(1)))
 struct NotifierStateMachineTests {
     typealias Action = NotifierStateMachine.Action
 

@@ -6,7 +6,7 @@ import Testing
 
 /// The operator's ring of refusals: newest first, bounded per account whatever the traffic,
 /// and forgetting deleted accounts.
-@Suite("Refusal log")
+@Suite("Refusal log", .timeLimit(.minutes(1)))
 struct RefusalLogTests {
     static func refusal(_ index: Int, code: String = "other_group") -> Refusal {
         Refusal(

@@ -7,7 +7,7 @@ import Testing
 
 /// The registrar decision of RFC 3261 §10.3, exercised with parsed REGISTERs, bindings as
 /// values and a fixed `now`: no store, no sockets, no clock.
-@Suite("Registrar")
+@Suite("Registrar", .timeLimit(.minutes(1)))
 struct RegistrarTests {
     static let aor = "6495550201"
     static let callID = "a3f7c1@192.0.2.4"

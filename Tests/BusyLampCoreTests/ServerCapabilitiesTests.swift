@@ -2,7 +2,7 @@ import BusyLampCore
 import SIPCore
 import Testing
 
-@Suite("ServerCapabilities")
+@Suite("ServerCapabilities", .timeLimit(.minutes(1)))
 struct ServerCapabilitiesTests {
     static let presenceServer = ServerCapabilities(
         allowedMethods: [.options, .register, .subscribe, .notify],

@@ -4,7 +4,7 @@ import Testing
 
 /// The little SDP that pickup needs (RFC 4566 origin and media lines) and the placeholder
 /// answer of RFC 3264 §6.
-@Suite("Session description")
+@Suite("Session description", .timeLimit(.minutes(1)))
 struct SessionDescriptionTests {
     static let offer = Array(
         ("v=0\r\n"

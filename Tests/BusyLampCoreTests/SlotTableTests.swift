@@ -4,7 +4,7 @@ import Testing
 
 /// The notifier's table behaves as a dictionary (checked against one over random operations)
 /// and gives back its slots after many removals.
-@Suite("Slot table")
+@Suite("Slot table", .timeLimit(.minutes(1)))
 struct SlotTableTests {
     struct Item: Sendable, Equatable {
         var name: String

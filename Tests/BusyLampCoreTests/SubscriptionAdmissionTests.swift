@@ -7,7 +7,7 @@ import Testing
 
 /// The admission decision of issue 3 for an authenticated SUBSCRIBE, with parsed requests, a
 /// fixed directory and fixed registrations and jitter: every outcome, in the order it is checked.
-@Suite("Subscription admission")
+@Suite("Subscription admission", .timeLimit(.minutes(1)))
 struct SubscriptionAdmissionTests {
     static let domain = "sip.busylamp.test"
     static let serverIP = "192.0.2.10"

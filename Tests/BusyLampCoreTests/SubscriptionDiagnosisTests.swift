@@ -7,7 +7,7 @@ import Testing
 
 /// "Why is this lamp orange?": each rule's verdict, in the admission's order, and a decision
 /// that always agrees with what ``SubscriptionAdmission`` would answer.
-@Suite("Subscription diagnosis")
+@Suite("Subscription diagnosis", .timeLimit(.minutes(1)))
 struct SubscriptionDiagnosisTests {
     typealias Fixture = SubscriptionAdmissionTests
     static let directory = Fixture.directory

@@ -96,7 +96,7 @@ private func childText(_ element: XMLElement, _ name: String) -> String? {
 
 // MARK: - Who gets a key
 
-@Suite struct ColleagueTests {
+@Suite(.timeLimit(.minutes(1))) struct ColleagueTests {
     @Test func onlySameAccountSameGroupPresenceOnColleaguesInDirectoryOrder() {
         let directory = Fixture.directory()
         #expect(PhoneProvisioning.colleagues(of: Fixture.alice, in: directory) == [Fixture.bob, Fixture.oNeil])
@@ -133,7 +133,7 @@ private func childText(_ element: XMLElement, _ name: String) -> String? {
 
 // MARK: - Yealink
 
-@Suite struct YealinkProvisioningTests {
+@Suite(.timeLimit(.minutes(1))) struct YealinkProvisioningTests {
     @Test func dssKeysAreBLFWithNumberAndDirectedPickupCodeAsTheSeedSays() throws {
         let document = PhoneProvisioning.render(.yealink, for: Fixture.alice, in: Fixture.directory())
         let config = YealinkConfig(document.body)
@@ -196,7 +196,7 @@ private func childText(_ element: XMLElement, _ name: String) -> String? {
 
 // MARK: - Polycom
 
-@Suite struct PolycomProvisioningTests {
+@Suite(.timeLimit(.minutes(1))) struct PolycomProvisioningTests {
     @Test func contactDirectoryWatchesEveryColleague() throws {
         let document = PhoneProvisioning.render(.polycom, for: Fixture.alice, in: Fixture.directory())
         #expect(document.contentType == "application/xml; charset=utf-8")
@@ -238,7 +238,7 @@ private func childText(_ element: XMLElement, _ name: String) -> String? {
 
 // MARK: - Cisco SPA
 
-@Suite struct CiscoProvisioningTests {
+@Suite(.timeLimit(.minutes(1))) struct CiscoProvisioningTests {
     @Test func extendedFunctionsAndAttendantConsoleAsTheSeedsSay() throws {
         let document = PhoneProvisioning.render(.cisco, for: Fixture.alice, in: Fixture.directory())
         #expect(document.contentType == "application/xml; charset=utf-8")
@@ -325,7 +325,7 @@ private func childText(_ element: XMLElement, _ name: String) -> String? {
 
 // MARK: - snom
 
-@Suite struct SnomProvisioningTests {
+@Suite(.timeLimit(.minutes(1))) struct SnomProvisioningTests {
     @Test func functionKeysAreBLFWithPickupPrefix() throws {
         let document = PhoneProvisioning.render(.snom, for: Fixture.alice, in: Fixture.directory())
         #expect(document.contentType == "application/xml; charset=utf-8")
@@ -358,7 +358,7 @@ private func childText(_ element: XMLElement, _ name: String) -> String? {
 
 // MARK: - Every vendor
 
-@Suite struct EveryVendorTests {
+@Suite(.timeLimit(.minutes(1))) struct EveryVendorTests {
     @Test(arguments: [PhoneVendor.polycom, .cisco, .snom])
     func hostileNamesStillGiveWellFormedXMLWithTheirText(vendor: PhoneVendor) throws {
         var directory = Fixture.directory()

@@ -5,7 +5,7 @@ import Testing
 
 /// What a burst freed goes back to the system, even when live blocks are scattered among the
 /// freed ones (the subscriptions a SUBSCRIBE storm created, among its ended transactions).
-@Suite("Heap memory")
+@Suite("Heap memory", .timeLimit(.minutes(1)))
 struct HeapMemoryTests {
     @Test func freePagesAmongLiveBlocksGoBackToTheSystem() throws {
         let before = try Self.residentBytes()

@@ -7,7 +7,7 @@ import Testing
 /// The server's one stream of line-state changes: per-account delivery, resume after a gap
 /// without losing a change, a snapshot when the history no longer reaches, and an end (not
 /// a silent skip) for a subscriber that cannot keep up.
-@Suite("Line state feed")
+@Suite("Line state feed", .timeLimit(.minutes(1)))
 struct LineStateFeedTests {
     static func line(_ accountID: String, _ extensionNumber: String) -> Line {
         Line(

@@ -5,7 +5,7 @@ import Testing
 
 /// The driver's timers: whole ticks rounded up, replacing on re-arm, and nothing delivered that
 /// was cancelled or re-armed by the handling of a timer due in the same tick.
-@Suite("Server timers")
+@Suite("Server timers", .timeLimit(.minutes(1)))
 struct ServerTimersTests {
     @Test func aDeadlineRoundsUpToWholeTicks() {
         var timers = ServerTimers(tick: .milliseconds(4), slotCount: 64)

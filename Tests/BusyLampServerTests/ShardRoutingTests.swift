@@ -6,7 +6,7 @@ import Testing
 /// The rule that spreads a server over shards: lines and calls on the line owner, a
 /// subscription's refreshes and NOTIFY answers on the shard that marked them, the rest where it
 /// arrived.
-@Suite("Shard routing")
+@Suite("Shard routing", .timeLimit(.minutes(1)))
 struct ShardRoutingTests {
     let routing = ShardRouting(shardCount: 4)
 

@@ -4,7 +4,7 @@ import Testing
 
 @testable import BusyLampStore
 
-@Suite("AppDatabase")
+@Suite("AppDatabase", .timeLimit(.minutes(1)))
 struct AppDatabaseTests {
     /// Shipped migrations are frozen: a schema change is a new migration appended here.
     @Test func migrationsAreNamedAndInOrder() {

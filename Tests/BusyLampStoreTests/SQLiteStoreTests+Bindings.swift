@@ -4,7 +4,7 @@ import Foundation
 import SIPTransactions
 import Testing
 
-@Suite("SQLite store: registration bindings")
+@Suite("SQLite store: registration bindings", .timeLimit(.minutes(1)))
 struct SQLiteStoreBindingTests {
     /// A fixed instant, whole milliseconds (the store keeps milliseconds).
     static let now = Date(timeIntervalSince1970: 1_800_000_000.250)

@@ -4,7 +4,7 @@ import Foundation
 import SIPAuth
 import Testing
 
-@Suite("SQLite store: directory")
+@Suite("SQLite store: directory", .timeLimit(.minutes(1)))
 struct SQLiteStoreDirectoryTests {
     static let yaml = """
         domain: sip.busylamp.test

@@ -7,7 +7,7 @@ import Testing
 
 @testable import BusyLampStore
 
-@Suite("SQLite store: subscriptions")
+@Suite("SQLite store: subscriptions", .timeLimit(.minutes(1)))
 struct SubscriptionStoreTests {
     /// Not a whole millisecond: subscription times come back exactly as stored.
     static let now = Date(timeIntervalSince1970: 1_800_000_000.123_456_7)

@@ -6,7 +6,7 @@ extension EndToEnd {
     /// endpoint and each error status over HTTP, and the live effects of a change on SIPp
     /// watchers (presence off ends a subscription and refuses the next SUBSCRIBE; on again lets
     /// it in; a group change refuses it and the diagnosis names the group and the address).
-    @Suite("Admin API (HTTP, SIPp)")
+    @Suite("Admin API (HTTP, SIPp)", .timeLimit(.minutes(3)))
     struct AdminAPI {
         static let token = "e2e-admin-token-0123456789"
         static let alice = DirectoryFixture.alice

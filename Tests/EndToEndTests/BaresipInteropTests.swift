@@ -5,7 +5,7 @@ extension EndToEnd {
     /// A real user agent interoperates (issue 3, "Done when" 2): baresip, registered as Alice,
     /// watches Bob's presence (RFC 3856) and sees it open and closed as Bob registers and
     /// unregisters.
-    @Suite("baresip interop")
+    @Suite("baresip interop", .timeLimit(.minutes(3)))
     struct BaresipInterop {
         /// baresip REGISTERs at once and SUBSCRIBEs one second after start; each may take a
         /// digest round trip.

@@ -11,7 +11,7 @@ extension EndToEnd {
     /// `call_callee_cancelled.xml`. Every party's SDP carries a port of its own
     /// (`CallFixture.callerMediaPort`, …), so the scenarios check whose description each party
     /// ends with. Alice (201) calls Bob (202) unless a case says otherwise.
-    @Suite("Calls and pickup (SIPp)")
+    @Suite("Calls and pickup (SIPp)", .timeLimit(.minutes(3)))
     struct Calls {
         typealias Line = DirectoryFixture.Line
         static let alice = CallFixture.alice

@@ -11,7 +11,7 @@ extension EndToEnd {
     /// phones. It signs in with the token, shows the account's lamps, sees Bob's lamp ring with
     /// the caller's name while a SIPp call rings and go back to idle when it ends, and turns
     /// presence off for Bob in the page, which ends a SIPp watcher's subscription.
-    @Suite("Web console (Chromium)")
+    @Suite("Web console (Chromium)", .timeLimit(.minutes(3)))
     struct Console {
         static let token = "browser-test-token-0123456789"
         static let bob = DirectoryFixture.bob

@@ -4,7 +4,7 @@ import Testing
 extension EndToEnd {
     /// `busylamp demo`, the README's first command: the demo office's lamps change at once,
     /// because simulated calls run while no phone is registered (PRODUCT.md).
-    @Suite("busylamp demo")
+    @Suite("busylamp demo", .timeLimit(.minutes(3)))
     struct DemoTests {
         /// The demo office's Leo, watching Bob (222), whom the simulation's first call rings.
         static let leo = DirectoryFixture.Line(

@@ -6,7 +6,7 @@ extension EndToEnd {
     /// sends SIGHUP; a watcher whose target may no longer be watched gets its final NOTIFY with
     /// the reason RFC 6665 gives (`rejected` for a scope or presence change, `noresource` for a
     /// deleted line), without waiting for its subscription to expire.
-    @Suite("Directory reload")
+    @Suite("Directory reload", .timeLimit(.minutes(3)))
     struct DirectoryReload {
         struct Change: CustomTestStringConvertible, Sendable {
             var label: String

@@ -5,7 +5,7 @@ import Testing
 ///
 /// Serialized: each test owns a server, and several debug servers on a two-core machine at once
 /// would turn the time limits (2 s to answer, 30 s to start) into a measure of the machine.
-@Suite("End to end (the real busylamp binary)", .serialized)
+@Suite("End to end (the real busylamp binary)", .serialized, .timeLimit(.minutes(3)))
 struct EndToEnd {}
 
 /// Starts a server in a fresh work directory, runs `body`, and always stops it; the stop must be

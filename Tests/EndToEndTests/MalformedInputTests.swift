@@ -9,7 +9,7 @@ extension EndToEnd {
     /// and its resident memory is under `maximumResidentMemory` and grew by less than
     /// `maximumResidentGrowth`. Where Via, From, To, Call-ID and CSeq are readable and the fault
     /// is the message's (not the stream's), the answer is a 400 whose reason phrase names it.
-    @Suite("Malformed input")
+    @Suite("Malformed input", .timeLimit(.minutes(3)))
     struct MalformedInput {
         /// Bound on the server's RSS (VmRSS) at any check: a debug build idles well under 100 MiB.
         static let maximumResidentMemory = 256 * 1024 * 1024

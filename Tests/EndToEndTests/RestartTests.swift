@@ -3,7 +3,7 @@ import Testing
 
 extension EndToEnd {
     /// Bindings are persisted before the 200 and survive `kill -9` (issue 2, "Done when").
-    @Suite("Restart")
+    @Suite("Restart", .timeLimit(.minutes(3)))
     struct Restart {
         @Test func bindingSurvivesKillDashNineAndRestart() async throws {
             let workDirectory = try TestEnvironment.makeTemporaryDirectory("restart")

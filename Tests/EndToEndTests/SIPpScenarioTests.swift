@@ -2,7 +2,7 @@ import Testing
 
 extension EndToEnd {
     /// The SIPp scenarios of `tests/sipp/`, each over UDP and over TCP, one call each.
-    @Suite("SIPp scenarios")
+    @Suite("SIPp scenarios", .timeLimit(.minutes(3)))
     struct SIPpScenarios {
         struct Scenario: CustomTestStringConvertible, Sendable {
             var file: String

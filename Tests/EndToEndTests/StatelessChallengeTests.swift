@@ -5,7 +5,7 @@ extension EndToEnd {
     /// A phone's first REGISTER or SUBSCRIBE carries no credentials: its 401 is sent without a
     /// transaction (RFC 3261 §8.2.7, issue 10), while a request with credentials that fail keeps
     /// its transaction (it may be retransmitted and must get the same answer).
-    @Suite("Stateless challenges")
+    @Suite("Stateless challenges", .timeLimit(.minutes(3)))
     struct StatelessChallenges {
         static let domain = DirectoryFixture.domain
         static let alice = DirectoryFixture.alice

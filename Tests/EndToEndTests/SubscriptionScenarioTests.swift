@@ -9,7 +9,7 @@ extension EndToEnd {
     ///
     /// Every server here serves `DirectoryFixture.subscriptionYAML`: one line or account per
     /// admission rule. Alice (201, `acme`) watches Bob (202) unless a case says otherwise.
-    @Suite("Subscriptions (SIPp)")
+    @Suite("Subscriptions (SIPp)", .timeLimit(.minutes(3)))
     struct Subscriptions {
         static let domain = DirectoryFixture.domain
         static let alice = DirectoryFixture.alice

@@ -4,7 +4,7 @@ import Testing
 extension EndToEnd {
     /// A TCP connection that carries nothing for `--tcp-idle-timeout` seconds is closed by the
     /// server (issue 2: "idle and half-open connections closed after a timeout").
-    @Suite("TCP idle timeout")
+    @Suite("TCP idle timeout", .timeLimit(.minutes(3)))
     struct TCPIdleTimeout {
         static let idleTimeoutSeconds = 2
         /// Scheduling slack on top of the timeout before the test calls the server late.

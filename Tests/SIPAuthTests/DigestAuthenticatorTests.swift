@@ -5,7 +5,7 @@ import Testing
 @testable import SIPAuth
 
 /// The facade as the server uses it: challenge headers out, a request's headers in.
-@Suite struct DigestAuthenticatorTests {
+@Suite(.timeLimit(.minutes(1))) struct DigestAuthenticatorTests {
     let realm = "sip.busylamp.test"
     let alice = TestClient(username: "6495550201", password: "alice-secret")
 

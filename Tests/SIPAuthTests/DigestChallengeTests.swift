@@ -2,7 +2,7 @@ import Testing
 
 @testable import SIPAuth
 
-@Suite struct DigestChallengeTests {
+@Suite(.timeLimit(.minutes(1))) struct DigestChallengeTests {
     @Test func headerText() {
         let challenge = DigestChallenge(realm: "sip.busylamp.test", nonce: "n0nce", opaque: "0paque", algorithm: .md5)
         #expect(

@@ -2,7 +2,7 @@ import Testing
 
 @testable import SIPAuth
 
-@Suite struct DigestCredentialsTests {
+@Suite(.timeLimit(.minutes(1))) struct DigestCredentialsTests {
     /// SIPp's format: no spaces after commas, qop and nc unquoted, algorithm last.
     static let sipp =
         #"Digest username="6495550201",realm="sip.busylamp.test",cnonce="6b8b4567",nc=00000001,qop=auth,uri="sip:127.0.0.1:5060",nonce="abc",response="0123456789abcdef0123456789abcdef",algorithm=MD5"#

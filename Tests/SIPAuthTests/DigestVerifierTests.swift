@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPAuth
 
-@Suite struct DigestVerifierTests {
+@Suite(.timeLimit(.minutes(1))) struct DigestVerifierTests {
     let realm = "sip.busylamp.test"
     let alice = TestClient(username: "6495550201", password: "alice-secret")
 

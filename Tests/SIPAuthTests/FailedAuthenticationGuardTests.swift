@@ -4,7 +4,7 @@ import Testing
 
 /// Issue 9: per-source limits on failed authentications that stop a guesser without taking
 /// down the office that shares its address.
-@Suite("Failed authentication guard")
+@Suite("Failed authentication guard", .timeLimit(.minutes(1)))
 struct FailedAuthenticationGuardTests {
     static let start = Date(timeIntervalSince1970: 1_800_000_000)
     static let office = "203.0.113.7"

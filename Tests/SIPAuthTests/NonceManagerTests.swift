@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPAuth
 
-@Suite struct NonceManagerTests {
+@Suite(.timeLimit(.minutes(1))) struct NonceManagerTests {
     let realm = "sip.busylamp.test"
 
     func manager(maximumTrackedNonces: Int = 100) -> NonceManager {

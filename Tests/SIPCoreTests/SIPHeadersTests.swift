@@ -31,7 +31,7 @@ private func parsedRequest(_ bytes: [UInt8]) throws -> SIPRequest {
     return request
 }
 
-@Suite struct SIPHeadersTests {
+@Suite(.timeLimit(.minutes(1))) struct SIPHeadersTests {
     @Test func parsedHeadersEqualAndHashLikeBuiltOnes() throws {
         let parsed = try parsedRequest(subscribe).headers
         let built = SIPHeaders(parsed.fields.map { ($0.name, $0.value) })

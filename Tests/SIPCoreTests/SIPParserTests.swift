@@ -32,7 +32,7 @@ private func parseError(
     }
 }
 
-@Suite struct SIPParserTests {
+@Suite(.timeLimit(.minutes(1))) struct SIPParserTests {
     @Test func compactFormsFoldOntoLongNames() throws {
         let bytes = message([
             "OPTIONS sip:202@sip.busylamp.test SIP/2.0", "v: SIP/2.0/TCP h;branch=z9hG4bKa", "f: <sip:a@b>;tag=1",
@@ -214,7 +214,7 @@ private func parseError(
     }
 }
 
-@Suite struct SIPStreamFramerTests {
+@Suite(.timeLimit(.minutes(1))) struct SIPStreamFramerTests {
     let first = request()
     let second = request(["X-Second: yes"], contentLength: "5", body: "12345")
 

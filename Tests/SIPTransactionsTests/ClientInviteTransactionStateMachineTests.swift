@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct ClientInviteTransactionStateMachineTests {
+@Suite(.timeLimit(.minutes(1))) struct ClientInviteTransactionStateMachineTests {
     @Test func timerADoublesWithoutCapUntilTimerB() throws {
         let invite = try TestMessages.invite()
         let sent = SIPMessage.request(invite)

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct ClientNonInviteTransactionStateMachineTests {
+@Suite(.timeLimit(.minutes(1))) struct ClientNonInviteTransactionStateMachineTests {
     @Test func timerEDoublesUpToT2AndTimerFTimesOut() throws {
         let register = try TestMessages.register()
         let sent = SIPMessage.request(register)

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct DialogTests {
+@Suite(.timeLimit(.minutes(1))) struct DialogTests {
     /// A SUBSCRIBE from a phone through two record-routing proxies.
     func subscribe(uri: String = "sip:202@busylamp.example.com", cseq: Int = 20) throws -> SIPRequest {
         try TestMessages.request([

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct OverloadGuardTests {
+@Suite(.timeLimit(.minutes(1))) struct OverloadGuardTests {
     func request(_ method: String, toTag: String? = nil) throws -> SIPRequest {
         let to = "<sip:221@example.com>" + (toTag.map { ";tag=\($0)" } ?? "")
         let text =

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct ResponseDestinationTests {
+@Suite(.timeLimit(.minutes(1))) struct ResponseDestinationTests {
     func request(via: String) throws -> SIPRequest {
         try TestMessages.request([
             "REGISTER sip:busylamp.example.com SIP/2.0",

@@ -2,7 +2,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct SIPTimersTests {
+@Suite(.timeLimit(.minutes(1))) struct SIPTimersTests {
     @Test func defaultsAreTheRFCsValues() {
         let timers = SIPTimers.rfc3261
         #expect(timers.t1 == .milliseconds(500))

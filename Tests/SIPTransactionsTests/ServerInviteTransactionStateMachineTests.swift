@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct ServerInviteTransactionStateMachineTests {
+@Suite(.timeLimit(.minutes(1))) struct ServerInviteTransactionStateMachineTests {
     @Test func tryingIsSentAtOnceAndBuiltFromTheRequest() throws {
         let invite = try TestMessages.invite()
         var machine = ServerInviteTransactionStateMachine(request: invite, reliability: .unreliable)

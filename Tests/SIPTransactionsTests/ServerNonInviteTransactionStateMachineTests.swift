@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct ServerNonInviteTransactionStateMachineTests {
+@Suite(.timeLimit(.minutes(1))) struct ServerNonInviteTransactionStateMachineTests {
     @Test func unreliableExchangeAbsorbsRetransmissionsUntilTimerJ() throws {
         let register = try TestMessages.register()
         var machine = ServerNonInviteTransactionStateMachine(request: register, reliability: .unreliable)

@@ -2,7 +2,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct SourceRateLimiterTests {
+@Suite(.timeLimit(.minutes(1))) struct SourceRateLimiterTests {
     static let second: UInt64 = 1_000_000_000
 
     func limiter(rate: Int, burst: Int, sources: Int = 65_536) -> SourceRateLimiter<String> {

@@ -7,7 +7,7 @@ extension TimingWheel {
     mutating func fire(upTo tick: UInt64) -> [Payload] { advance(to: tick).map(\.payload) }
 }
 
-@Suite struct TimingWheelTests {
+@Suite(.timeLimit(.minutes(1))) struct TimingWheelTests {
     @Test func aTimerFiresAtItsDeadlineAndNotBefore() {
         var wheel = TimingWheel<String>(slotCount: 16)
         _ = wheel.schedule("E", afterTicks: 5)

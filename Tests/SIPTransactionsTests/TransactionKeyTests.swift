@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct TransactionKeyTests {
+@Suite(.timeLimit(.minutes(1))) struct TransactionKeyTests {
     @Test func retransmissionAndACKMatchTheINVITECANCELDoesNot() throws {
         let invite = try TestMessages.invite()
         let key = try #require(TransactionKey(incoming: invite))

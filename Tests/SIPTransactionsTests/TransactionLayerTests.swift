@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransactions
 
-@Suite struct TransactionLayerTests {
+@Suite(.timeLimit(.minutes(1))) struct TransactionLayerTests {
     let phone = SIPPeer(transport: .udp, host: "192.0.2.10", port: 5060)
     let tcpPhone = SIPPeer(transport: .tcp, host: "192.0.2.11", port: 40_000, connectionID: 7)
 

@@ -3,7 +3,7 @@ import Testing
 
 @testable import SIPTransportNIO
 
-@Suite("SIPListenAddress")
+@Suite("SIPListenAddress", .timeLimit(.minutes(1)))
 struct SIPListenAddressTests {
     @Test(arguments: [
         ("udp:127.0.0.1:5060", SIPListenAddress(transport: .udp, host: "127.0.0.1", port: 5060)),
@@ -62,7 +62,7 @@ struct SIPListenAddressTests {
     }
 }
 
-@Suite struct SourceIPAddressTests {
+@Suite(.timeLimit(.minutes(1))) struct SourceIPAddressTests {
     /// Per-source limits count an address, not an address and port: the phones of one office
     /// share the address, each on its own port.
     @Test func portsDoNotCountAndAddressesDo() throws {

@@ -47,7 +47,7 @@ enum TestMessages {
 
 /// The UDP and TCP handlers on an `EmbeddedChannel`: bytes in, deliveries and writes out, with
 /// virtual time for the idle timeout.
-@Suite("SIPTransportHandlers")
+@Suite("SIPTransportHandlers", .timeLimit(.minutes(1)))
 struct SIPTransportHandlersTests {
     static let peer = try! SocketAddress(ipAddress: "192.0.2.4", port: 5062)
     static let logger = Logger(label: "test.transport")

@@ -8,7 +8,7 @@ import Testing
 
 /// The transport on real sockets: listeners on 127.0.0.1 with ports the OS chooses, clients
 /// that send a message and read the answer sent back over the same flow.
-@Suite("SIPTransport loopback")
+@Suite("SIPTransport loopback", .timeLimit(.minutes(1)))
 struct SIPTransportLoopbackTests {
     typealias Delivery = DeliveryLog.Delivery
 
@@ -20,10 +20,10 @@ struct SIPTransportLoopbackTests {
         var udp: SocketAddress
         var tcp: SocketAddress
 
-        static func start(configure: (inout SIPTransport.Configuration) -> Void = { _ in }) async throws -> Server {
+        static func start(
+            _ configuration: SIPTransport.Configuration = SIPTransport.Configuration()
+        ) async throws -> Server {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            var configuration = SIPTransport.Configuration()
-            configure(&configuration)
             let transport = SIPTransport(
                 eventLoop: group.next(),
                 configuration: configuration,
@@ -65,10 +65,10 @@ struct SIPTransportLoopbackTests {
     /// Clients made in `body` are gone before the event loop shuts down (a `NIOAsyncChannel`
     /// that outlives its loop schedules onto a dead loop when it is released).
     static func withServer(
-        configure: (inout SIPTransport.Configuration) -> Void = { _ in },
+        _ configuration: SIPTransport.Configuration = SIPTransport.Configuration(),
         _ body: (Server) async throws -> Void
     ) async throws {
-        let server = try await Server.start(configure: configure)
+        let server = try await Server.start(configuration)
         do {
             try await body(server)
         } catch {
@@ -156,7 +156,9 @@ struct SIPTransportLoopbackTests {
     }
 
     @Test func idleTCPConnectionIsClosedByTheServer() async throws {
-        try await Self.withServer(configure: { $0.streamIdleTimeout = .milliseconds(200) }) { server in
+        var configuration = SIPTransport.Configuration()
+        configuration.streamIdleTimeout = .milliseconds(200)
+        try await Self.withServer(configuration) { server in
             let client = try await Self.connect(to: server)
             let clock = ContinuousClock()
             let start = clock.now
@@ -212,7 +214,9 @@ struct SIPTransportLoopbackTests {
     /// Issue 9: one source address gets at most `maximumConnectionsPerSource` connections at
     /// once; another address is still served, and a closed connection frees its place.
     @Test func connectionsPerSourceAreCapped() async throws {
-        try await Self.withServer(configure: { $0.maximumConnectionsPerSource = 2 }) { server in
+        var configuration = SIPTransport.Configuration()
+        configuration.maximumConnectionsPerSource = 2
+        try await Self.withServer(configuration) { server in
             func openCount() async throws -> Int {
                 try await server.transport.eventLoop.submit { server.transport.connectionCount }.get()
             }
@@ -252,7 +256,9 @@ struct SIPTransportLoopbackTests {
     /// `maximumUnsentBytesPerConnection` hold; then the server closes the connection, and
     /// another peer is still answered.
     @Test func aPeerThatStopsReadingIsCutOff() async throws {
-        try await Self.withServer(configure: { $0.maximumUnsentBytesPerConnection = 64 << 10 }) { server in
+        var configuration = SIPTransport.Configuration()
+        configuration.maximumUnsentBytesPerConnection = 64 << 10
+        try await Self.withServer(configuration) { server in
             let stalled = try await ClientBootstrap(group: server.group)
                 .channelOption(.socketOption(.so_rcvbuf), value: 4096)
                 .channelOption(.autoRead, value: false)  // never reads what the server sends

@@ -174,10 +174,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Starts child processes (the busylamp binary) with a clean signal state, and finds it.
+        .target(name: "TestProcessSupport", path: "Tests/TestProcessSupport"),
+        .testTarget(name: "BusyLampCommandLineTests", dependencies: ["TestProcessSupport", "BusyLampStore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "SIPCore",
+                "TestProcessSupport", "SIPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

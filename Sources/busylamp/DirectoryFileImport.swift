@@ -25,28 +25,39 @@ struct DirectoryFileImport {
         case keptStore
     }
 
-    /// At start: imports the file unless it is unchanged since its last import.
-    func applyAtStart(to store: SQLiteStore) throws -> Outcome {
+    /// The file read and checked: what a start applies once the store is open.
+    struct CheckedFile {
+        let text: String
+        let directory: Directory
+    }
+
+    /// Reads and checks the file, before anything is opened or made: a bad file stops the
+    /// start with its file and line, leaving no data folder behind.
+    func check() throws -> CheckedFile {
         let text = try read()
-        if (try store.loadDirectory()) != nil, (try? String(contentsOf: marker, encoding: .utf8)) == text {
+        return CheckedFile(text: text, directory: try ServerLauncher.loadDirectoryFile(file))
+    }
+
+    /// At start: imports the checked file unless it is unchanged since its last import.
+    func applyAtStart(_ checked: CheckedFile, to store: SQLiteStore) throws -> Outcome {
+        if (try store.loadDirectory()) != nil, (try? String(contentsOf: marker, encoding: .utf8)) == checked.text {
             return .keptStore
         }
-        try importText(text, into: store)
+        try save(checked, into: store)
         return .imported
     }
 
     /// SIGHUP: the operator edited the file and wants it applied. Returns the new directory.
     @discardableResult
     func importNow(into store: SQLiteStore) throws -> Directory {
-        try importText(try read(), into: store)
+        let checked = try check()
+        try save(checked, into: store)
+        return checked.directory
     }
 
-    @discardableResult
-    private func importText(_ text: String, into store: SQLiteStore) throws -> Directory {
-        let directory = try ServerLauncher.loadDirectoryFile(file)
-        try store.replaceDirectory(with: directory)
-        try text.write(to: marker, atomically: true, encoding: .utf8)
-        return directory
+    private func save(_ checked: CheckedFile, into store: SQLiteStore) throws {
+        try store.replaceDirectory(with: checked.directory)
+        try checked.text.write(to: marker, atomically: true, encoding: .utf8)
     }
 
     private func read() throws -> String {

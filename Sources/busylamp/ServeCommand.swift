@@ -45,15 +45,16 @@ enum ServerLauncher {
         let metricsRegistry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metricsRegistry))
 
+        let fileImport = resolved.directoryFile.map {
+            DirectoryFileImport(file: $0, dataDirectory: resolved.storeLocation.dataDirectory)
+        }
+        let checkedFile = try fileImport?.check()
         let store = try openStore(resolved.storeLocation)
         if let seed {
             try store.replaceDirectory(with: seed)
         }
-        let fileImport = resolved.directoryFile.map {
-            DirectoryFileImport(file: $0, dataDirectory: resolved.storeLocation.dataDirectory)
-        }
-        if let fileImport {
-            switch try fileImport.applyAtStart(to: store) {
+        if let fileImport, let checkedFile {
+            switch try fileImport.applyAtStart(checkedFile, to: store) {
             case .imported:
                 logger.info("Directory loaded", metadata: [LogKey.file: "\(fileImport.file)"])
             case .keptStore:

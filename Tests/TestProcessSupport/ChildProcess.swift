@@ -12,11 +12,11 @@ import Darwin
 /// that thread's signal mask: from a Dispatch or test-runner thread that blocks SIGTERM, a
 /// `busylamp serve` would never see the SIGTERM the tests send. Here the child gets an empty
 /// mask and default handlers, as it would from a shell.
-final class ChildProcess {
-    enum Termination: Equatable, CustomStringConvertible {
+public final class ChildProcess {
+    public enum Termination: Equatable, Sendable, CustomStringConvertible {
         case exited(Int32)
         case signaled(Int32)
-        var description: String {
+        public var description: String {
             switch self {
             case .exited(let code): "exit status \(code)"
             case .signaled(let signal): "killed by signal \(signal)"
@@ -24,12 +24,12 @@ final class ChildProcess {
         }
     }
 
-    let pid: pid_t
-    private(set) var termination: Termination?
+    public let pid: pid_t
+    public private(set) var termination: Termination?
 
     /// Starts `executable` with `arguments`; standard input is /dev/null, output and error are
     /// appended to the given files; the environment is ours.
-    init(executable: URL, arguments: [String], standardOutput: URL, standardError: URL) throws {
+    public init(executable: URL, arguments: [String], standardOutput: URL, standardError: URL) throws {
         var fileActions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fileActions)
         defer { posix_spawn_file_actions_destroy(&fileActions) }
@@ -58,7 +58,7 @@ final class ChildProcess {
             posix_spawn(&child, executable.path, &fileActions, &attributes, argvPointer.baseAddress!, environ)
         }
         guard result == 0 else {
-            throw EndToEndFailure("posix_spawn \(executable.path): \(String(cString: strerror(result)))")
+            throw TestProcessFailure("posix_spawn \(executable.path): \(String(cString: strerror(result)))")
         }
         pid = child
     }
@@ -71,9 +71,9 @@ final class ChildProcess {
     }
 
     /// Reaps the child if it has ended; true while it runs.
-    var isRunning: Bool { waitUntilExit(blocking: false) == nil }
+    public var isRunning: Bool { waitUntilExit(blocking: false) == nil }
 
-    func signal(_ signal: Int32) { if termination == nil { kill(pid, signal) } }
+    public func signal(_ signal: Int32) { if termination == nil { kill(pid, signal) } }
 
     @discardableResult
     private func waitUntilExit(blocking: Bool) -> Termination? {
@@ -88,7 +88,7 @@ final class ChildProcess {
     }
 
     /// Waits (sleeping, not blocking a thread) until the child ends or `timeout` passes.
-    func waitForExit(within timeout: Duration) async throws -> Termination? {
+    public func waitForExit(within timeout: Duration) async throws -> Termination? {
         _ = try await eventually(within: timeout) { !isRunning }
         return termination
     }

@@ -168,7 +168,8 @@ let package = Package(
         .testTarget(
             name: "BusyLampServerTests",
             dependencies: [
-                "BusyLampServer", "BusyLampCore", "BusyLampStore", "SIPCore", "SIPAuth", "SIPTransportNIO",
+                "BusyLampServer", "BusyLampCore", "BusyLampStore", "SIPCore", "SIPAuth", "SIPTransactions",
+                "SIPTransportNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -97,17 +97,34 @@ final class UDPPhone: Sendable {
     struct Received: Sendable {
         var message: SIPMessage
         var sourcePort: Int
+        var receivedAt: ContinuousClock.Instant
     }
 
     private final class Inbox: ChannelInboundHandler, Sendable {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
         let received = Mutex<[Received]>([])
+        /// A live watcher answers every NOTIFY 200 at once; a vanished one answers nothing.
+        let answersNotifies: Bool
+
+        init(answersNotifies: Bool) { self.answersNotifies = answersNotifies }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let envelope = unwrapInboundIn(data)
+            let now = ContinuousClock.now
             guard let message = try? SIPParser().parse(Array(envelope.data.readableBytesView), framing: .datagram)
             else { return }
-            received.withLock { $0.append(Received(message: message, sourcePort: envelope.remoteAddress.port ?? 0)) }
+            received.withLock {
+                $0.append(Received(message: message, sourcePort: envelope.remoteAddress.port ?? 0, receivedAt: now))
+            }
+            if answersNotifies, let request = message.request, request.method == .notify {
+                let ok = SIPResponse(replyingTo: request, statusCode: 200, toTag: nil)
+                let answer = context.channel.allocator.buffer(bytes: ok.serializedBytes)
+                context.writeAndFlush(
+                    wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: answer)),
+                    promise: nil
+                )
+            }
         }
     }
 
@@ -124,8 +141,12 @@ final class UDPPhone: Sendable {
     }
 
     /// A socket on `host` (127.0.0.2 and so on for a second source: still loopback).
-    static func open(group: EventLoopGroup, host: String = "127.0.0.1") async throws -> UDPPhone {
-        let inbox = Inbox()
+    static func open(
+        group: EventLoopGroup,
+        host: String = "127.0.0.1",
+        answersNotifies: Bool = false
+    ) async throws -> UDPPhone {
+        let inbox = Inbox(answersNotifies: answersNotifies)
         let channel = try await DatagramBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(inbox) }

@@ -85,6 +85,7 @@ enum ServerLauncher {
         configuration.transport.streamMessageTimeout = .seconds(Int64(resolved.tcpMessageTimeout))
         configuration.transport.maximumUnsentBytesPerConnection = resolved.tcpUnsentBytesLimit
         configuration.subscriptionLimits = resolved.subscriptionLimits
+        configuration.transport.tlsCertificate = resolved.tlsCertificate
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),
             directory: directory,
@@ -146,6 +147,9 @@ enum ServerLauncher {
                                 )
                             )
                         ]
+                    } ?? [])
+                    + (resolved.tlsCertificate.map { certificate in
+                        [.init(service: TLSCertificateReloadService(certificate: certificate, logger: logger))]
                     } ?? [])
                     + [.init(service: admin)],
                 gracefulShutdownSignals: [.sigterm, .sigint],

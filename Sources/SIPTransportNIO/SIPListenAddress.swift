@@ -1,5 +1,5 @@
-/// The transports BusyLamp speaks. TLS is named so that `--sip tls:…` is understood; it is
-/// refused until the TLS listener exists.
+/// The transports BusyLamp speaks. TLS (RFC 3261 §26.2) is a TCP stream behind a TLS handler;
+/// its listeners need a ``SIPTLSCertificate``.
 public enum SIPTransportKind: String, Sendable, Hashable, CaseIterable {
     case udp
     case tcp

@@ -2,6 +2,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SIPCore
 import Synchronization
 
@@ -39,6 +40,8 @@ public final class SIPTransport: @unchecked Sendable {
         /// Where they are counted: one counter for every transport given copies of this
         /// configuration (every shard of a server), so the limit holds for the server.
         public var sourceConnections = SourceConnectionCounter()
+        /// What every `tls:` listener presents; a TLS listener cannot start without it.
+        public var tlsCertificate: SIPTLSCertificate?
         public var parserLimits: SIPParserLimits = .default
         /// Several shards' sockets share each port (`SO_REUSEPORT`): set on every shard's
         /// transport when there is more than one.
@@ -164,9 +167,21 @@ public final class SIPTransport: @unchecked Sendable {
                         }
                     }
                     .bind(host: address.host, port: address.port).get()
-            case .tcp:
+            case .tcp, .tls:
+                // TLS is the same stream behind a TLS handler: framing, keep-alives, limits and
+                // timeouts are those of TCP.
+                let tlsCertificate: SIPTLSCertificate?
+                if address.transport == .tls {
+                    guard let configured = configuration.tlsCertificate else {
+                        throw SIPTLSError(code: .notConfigured, place: "--sip \(address)")
+                    }
+                    tlsCertificate = configured
+                } else {
+                    tlsCertificate = nil
+                }
                 let idleTimeout = configuration.streamIdleTimeout
                 let streamTimeouts = streamTimeouts
+                let transportKind = address.transport
                 channel = try await ServerBootstrap(group: eventLoop)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(Self.reusePort, value: configuration.sharesPorts ? 1 : 0)
@@ -180,20 +195,26 @@ public final class SIPTransport: @unchecked Sendable {
                                 throw ChannelError.inappropriateOperationForState
                             }
                             try self.admitFromSource(channel)
+                            if let tlsCertificate {
+                                // The context current now: a reload affects later connections only.
+                                try channel.pipeline.syncOperations.addHandler(
+                                    NIOSSLServerHandler(context: tlsCertificate.serverContext)
+                                )
+                            }
+                            // Behind the TLS handler the idle timer sees decrypted reads only, so
+                            // a peer that never finishes its handshake idles out like a silent one.
                             try channel.pipeline.syncOperations.addHandlers([
                                 IdleStateHandler(readTimeout: idleTimeout),
                                 SIPStreamHandler(
                                     transport: self,
                                     listenerIndex: index,
-                                    transportKind: .tcp,
+                                    transportKind: transportKind,
                                     settings: streamTimeouts
                                 ),
                             ])
                         }
                     }
                     .bind(host: address.host, port: address.port).get()
-            case .tls:
-                throw SIPListenAddress.ParseError(description: "--sip \(address): TLS is not available yet")
             }
             let bound = BoundListener(transport: address.transport, localAddress: channel.localAddress!)
             // The listener list is read by `send` on the event loop: change it only there.
@@ -234,7 +255,15 @@ public final class SIPTransport: @unchecked Sendable {
             listenerChannels[flow.listenerIndex].write(envelope, promise: promise)
             flushLater(listener: flow.listenerIndex)
             return promise.futureResult
-        case .tcp, .tls:
+        case .tls:
+            // Phones connect to us (RFC 5626) and trunks are reached over UDP or TCP: we open no
+            // TLS connection of our own, so a TLS flow without its connection has no route.
+            guard let connectionID = flow.connectionID else {
+                countDrop(.noRoute)
+                return eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+            }
+            return write(buffer, over: connectionID)
+        case .tcp:
             guard let connectionID = flow.connectionID else {
                 // A destination of our choosing (a trunk): open a connection, or reuse ours.
                 return outboundConnection(to: flow.remoteAddress, listenerIndex: flow.listenerIndex)
@@ -280,7 +309,7 @@ public final class SIPTransport: @unchecked Sendable {
     /// Messages arriving on it are delivered like those of accepted connections.
     ///
     /// We never open connections towards phones (they connect to us, RFC 5626); this is for
-    /// trunks, which listen. TLS is not available yet.
+    /// trunks, which listen, over TCP (a trunk over TLS is not offered).
     private func outboundConnection(to address: SocketAddress, listenerIndex: Int) -> EventLoopFuture<ConnectionID> {
         switch outboundConnections[address] {
         case .connected(let id) where connections[id] != nil:
@@ -330,6 +359,15 @@ public final class SIPTransport: @unchecked Sendable {
             }
         }
         return future
+    }
+
+    /// Reads the TLS certificate chain and key files again: connections accepted from now on,
+    /// on every transport given a copy of this configuration (every shard), present the new
+    /// certificate; established connections keep theirs. On an error (a missing or half-written
+    /// file) the previous certificate stays in use and the error names the file.
+    public func reloadCertificate() throws(SIPTLSError) {
+        guard let tlsCertificate = configuration.tlsCertificate else { throw SIPTLSError(code: .notConfigured) }
+        try tlsCertificate.reload()
     }
 
     /// Whether a stream connection is still open (a phone registered over TCP can be reached).

@@ -87,6 +87,7 @@ enum ServerLauncher {
         configuration.transport.maximumUnsentBytesPerConnection = resolved.tcpUnsentBytesLimit
         configuration.subscriptionLimits = resolved.subscriptionLimits
         configuration.sourceRates = resolved.sourceRates
+        configuration.transport.tlsCertificate = resolved.tlsCertificate
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),
             directory: directory,
@@ -148,6 +149,9 @@ enum ServerLauncher {
                                 )
                             )
                         ]
+                    } ?? [])
+                    + (resolved.tlsCertificate.map { certificate in
+                        [.init(service: TLSCertificateReloadService(certificate: certificate, logger: logger))]
                     } ?? [])
                     + [.init(service: admin)],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -20,7 +20,10 @@ struct ServerOptions: ParsableArguments {
     @Option(help: "The data folder of the embedded store (default ./busylamp-data).")
     var data: String?
 
-    @Option(help: "A SIP listener: udp:HOST:PORT, tcp:HOST:PORT (repeatable; port 0 picks a free port).")
+    @Option(
+        help:
+            "A SIP listener: udp:HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT (repeatable; port 0 picks a free port; tls needs tls_certificate and tls_private_key in the config file)."
+    )
     var sip: [String] = []
 
     @Option(help: "The admin HTTP listener HOST:PORT (default 127.0.0.1:8080).")
@@ -74,6 +77,8 @@ struct ServerOptions: ParsableArguments {
         var subscriptionLimits: SubscriptionAdmission.Limits
         /// Requests per second and at once from one source address (config file only).
         var sourceRates: SourceRateLimiter<SourceIPAddress>.Settings
+        /// What `tls:` listeners present (config file only); nil when there is no TLS listener.
+        var tlsCertificate: SIPTLSCertificate?
     }
 
     enum StoreLocation {
@@ -96,6 +101,7 @@ struct ServerOptions: ParsableArguments {
         "auth_lockout_answer",
         "tcp_connections_per_source", "subscriptions_per_line", "subscriptions_per_source",
         "tcp_message_timeout", "tcp_unsent_bytes_limit", "requests_per_source", "request_burst_per_source",
+        "tls_certificate", "tls_private_key",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -131,9 +137,7 @@ struct ServerOptions: ParsableArguments {
         } catch {
             throw OperatorError(message: "\(error)")
         }
-        if let tls = listenAddresses.first(where: { $0.transport == .tls }) {
-            throw OperatorError(message: "--sip \(tls): TLS listeners are not available yet")
-        }
+        let tlsCertificate = try resolveTLSCertificate(for: listenAddresses, file: file)
 
         let http = try http ?? string("http") ?? "127.0.0.1:8080"
         guard let colon = http.lastIndex(of: ":"), let port = Int(http[http.index(after: colon)...]),
@@ -290,8 +294,37 @@ struct ServerOptions: ParsableArguments {
             tcpMessageTimeout: tcpMessageTimeout,
             tcpUnsentBytesLimit: tcpUnsentBytesLimit,
             subscriptionLimits: subscriptionLimits,
-            sourceRates: sourceRates
+            sourceRates: sourceRates,
+            tlsCertificate: tlsCertificate
         )
+    }
+
+    /// The certificate of the `tls:` listeners (INTERFACE.md: `tls_certificate` and
+    /// `tls_private_key`, PEM files), read now so that a missing or bad file stops the start
+    /// with its name (exit code 2) rather than when the listener binds.
+    private func resolveTLSCertificate(
+        for listenAddresses: [SIPListenAddress],
+        file: [String: Node]
+    ) throws -> SIPTLSCertificate? {
+        guard let listener = listenAddresses.first(where: { $0.transport == .tls }) else { return nil }
+        func path(_ key: String, _ what: String) throws -> String {
+            guard let node = file[key] else {
+                throw OperatorError(
+                    message: "--sip \(listener): TLS needs \(key) (\(what), a PEM file) in the config file"
+                )
+            }
+            guard let value = node.string, !value.isEmpty else {
+                throw OperatorError(message: "\(config!):\(node.mark?.line ?? 0): \(key) must be a file path")
+            }
+            return value
+        }
+        let certificateChainPath = try path("tls_certificate", "the certificate chain")
+        let privateKeyPath = try path("tls_private_key", "the private key")
+        do {
+            return try SIPTLSCertificate(certificateChainPath: certificateChainPath, privateKeyPath: privateKeyPath)
+        } catch {
+            throw OperatorError(message: "\(error)")
+        }
     }
 
     static func loadConfig(_ path: String) throws -> [String: Node] {

@@ -87,18 +87,37 @@ final class BaresipProcess {
 
     /// Writes the configuration folder under the server's work directory and starts
     /// `baresip -f DIR -s -t SECONDS` (output and error to one file there).
+    ///
+    /// With `trustingTLSCertificate` (the server's self-signed certificate, a PEM file) baresip
+    /// reaches the server over its `tls:` listener (outbound proxy `;transport=tls`), else over UDP.
     static func start(
         against server: ServerProcess,
         as line: DirectoryFixture.Line,
-        watching watched: [DirectoryFixture.Line]
+        watching watched: [DirectoryFixture.Line],
+        trustingTLSCertificate tlsCertificate: URL? = nil
     ) throws -> BaresipProcess {
         let executable = try TestEnvironment.baresip()
         let modules = try TestEnvironment.baresipModules()
         let directory = server.workDirectory.appendingPathComponent("baresip-\(line.number)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
 
+        let serverPort: Int
+        let outbound: String
+        if tlsCertificate != nil {
+            guard let tlsPort = server.tlsPort else {
+                throw EndToEndFailure("baresip over TLS: the server has no tls: listener")
+            }
+            serverPort = tlsPort
+            outbound = "sip:127.0.0.1:\(tlsPort);transport=tls"
+        } else {
+            serverPort = server.udpPort
+            outbound = "sip:127.0.0.1:\(server.udpPort);transport=udp"
+        }
+        // libre 1.1 checks no server certificate of its own accord; the CA file is what an
+        // operator with a private CA would give a phone.
+        let caFile = tlsCertificate.map { "sip_cafile\t\t\($0.path)\n" } ?? ""
         let config = """
-            # baresip for BusyLamp's end-to-end tests: SIP over UDP on 127.0.0.1 only, no media.
+            # baresip for BusyLamp's end-to-end tests: SIP on 127.0.0.1 only, no media.
             poll_method\t\tepoll
             sip_listen\t\t127.0.0.1:0
             # Nothing here needs DNS (the server is an IP outbound proxy); keep any lookup local.
@@ -107,13 +126,13 @@ final class BaresipProcess {
             module_tmp\t\taccount.so
             module_app\t\tcontact.so
             module_app\t\tpresence.so
-
+            \(caFile)
             """
         // regint within the fixture's min/max expires; pubint=0: no PUBLISH of our own status;
         // mwi=no: no message-summary SUBSCRIBE.
         let account =
             "\"\(line.name)\" <\(addressOfRecord(line))>;auth_pass=\(line.password)"
-            + ";outbound=\"sip:127.0.0.1:\(server.udpPort);transport=udp\""
+            + ";outbound=\"\(outbound)\""
             + ";regint=600;pubint=0;mwi=no;answermode=manual\n"
         let contacts = watched.map { "\"\($0.name)\" <\(addressOfRecord($0))>;presence=p2p\n" }.joined()
         try config.write(to: directory.appendingPathComponent("config"), atomically: true, encoding: .utf8)
@@ -131,7 +150,7 @@ final class BaresipProcess {
         return BaresipProcess(
             process: process,
             configDirectory: directory,
-            serverPort: server.udpPort,
+            serverPort: serverPort,
             line: line,
             outputURL: outputURL
         )

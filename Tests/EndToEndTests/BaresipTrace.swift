@@ -10,6 +10,8 @@ struct BaresipTrace {
     struct Message {
         /// True when the server sent it (its source is the server's address).
         var fromServer: Bool
+        /// The transport baresip names in the trace: `UDP`, `TCP` or `TLS`.
+        var transport: String
         /// `REGISTER sip:… SIP/2.0` or `SIP/2.0 200 OK`.
         var startLine: String
         var headers: [(name: String, value: String)]
@@ -108,7 +110,13 @@ struct BaresipTrace {
                 )
             }
             messages.append(
-                Message(fromServer: route[1] == server, startLine: startLine, headers: headers, body: body)
+                Message(
+                    fromServer: route[1] == server,
+                    transport: String(route[0]),
+                    startLine: startLine,
+                    headers: headers,
+                    body: body
+                )
             )
         }
         self.messages = messages

@@ -27,6 +27,8 @@ final class ServerProcess: @unchecked Sendable {
     let dataDirectory: URL
     let udpPort: Int
     let tcpPort: Int
+    /// The `tls:` listener's port, when `extraArguments` asked for one (`--sip tls:127.0.0.1:0`).
+    let tlsPort: Int?
     let httpPort: Int?
     private let stdoutURL: URL
     private let stderrURL: URL
@@ -41,6 +43,7 @@ final class ServerProcess: @unchecked Sendable {
         dataDirectory: URL,
         udpPort: Int,
         tcpPort: Int,
+        tlsPort: Int?,
         httpPort: Int?,
         stdoutURL: URL,
         stderrURL: URL
@@ -51,6 +54,7 @@ final class ServerProcess: @unchecked Sendable {
         self.dataDirectory = dataDirectory
         self.udpPort = udpPort
         self.tcpPort = tcpPort
+        self.tlsPort = tlsPort
         self.httpPort = httpPort
         self.stdoutURL = stdoutURL
         self.stderrURL = stderrURL
@@ -95,7 +99,7 @@ final class ServerProcess: @unchecked Sendable {
             standardError: stderrURL
         )
 
-        var ports: (udp: Int?, tcp: Int?, http: Int?) = (nil, nil, nil)
+        var ports: (udp: Int?, tcp: Int?, tls: Int?, http: Int?) = (nil, nil, nil, nil)
         var ready = false
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: readyTimeout)
@@ -106,6 +110,7 @@ final class ServerProcess: @unchecked Sendable {
                 if words.count == 3, words[0] == "sip", let port = Self.port(words[2]) {
                     if words[1] == "udp" { ports.udp = port }
                     if words[1] == "tcp" { ports.tcp = port }
+                    if words[1] == "tls" { ports.tls = port }
                 } else if words.count == 2, words[0] == "http", let port = Self.port(words[1]) {
                     ports.http = port
                 } else if line.trimmingCharacters(in: .whitespaces) == "ready" {
@@ -137,6 +142,7 @@ final class ServerProcess: @unchecked Sendable {
             dataDirectory: dataDirectory,
             udpPort: udp,
             tcpPort: tcp,
+            tlsPort: ports.tls,
             httpPort: ports.http,
             stdoutURL: stdoutURL,
             stderrURL: stderrURL

@@ -10,7 +10,7 @@ import Darwin
 extension EndToEnd {
     /// SIP over TLS (issue 9): `--sip tls:HOST:PORT` with `tls_certificate` and
     /// `tls_private_key` (INTERFACE.md), a real phone (baresip) over it, and SIGHUP's reload.
-    @Suite("SIP over TLS")
+    @Suite("SIP over TLS", .timeLimit(.minutes(3)))
     struct TLS {
         static let startTimeout: Duration = .seconds(10)
         static let notifyTimeout: Duration = .seconds(8)

@@ -10,7 +10,7 @@ import Testing
 
 /// SIP over TLS on real sockets: a `tls:127.0.0.1:0` listener with a self-signed certificate
 /// made by the `openssl` CLI in a temporary folder, NIOSSL clients and `openssl s_client`.
-@Suite("SIPTransport TLS loopback")
+@Suite("SIPTransport TLS loopback", .timeLimit(.minutes(1)))
 struct SIPTransportTLSLoopbackTests {
     typealias Delivery = DeliveryLog.Delivery
 

@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "SIPTransportNIOTests",
             dependencies: [
-                "SIPTransportNIO", "SIPCore",
+                "SIPTransportNIO", "SIPCore", "TestProcessSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

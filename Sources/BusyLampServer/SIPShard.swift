@@ -73,8 +73,6 @@ final class SIPShard: @unchecked Sendable {
     var sourceRates: SourceRateLimiter<SourceIPAddress>
     /// Set by `stop`: a batched write scheduled before it must not start after the store stops.
     var isStopped = false
-    /// Set when a graceful stop begins: new work gets `503`, work begun goes on (``drain()``).
-    private var isDraining = false
     /// Host names and addresses that mean "this server" in a Request-URI.
     private var localHosts: Set<String> = []
     private var sweepTasks: [RepeatedTask] = []
@@ -224,7 +222,7 @@ final class SIPShard: @unchecked Sendable {
     /// `Retry-After`, while transactions already begun (a REGISTER or SUBSCRIBE waiting for its
     /// store write) go on to their answers.
     func beginDraining() async {
-        try? await eventLoop.submit { self.isDraining = true }.get()
+        try? await eventLoop.submit { self.overload.beginDraining() }.get()
     }
 
     /// Returns once everything the loop had queued has run, the datagrams its work wrote
@@ -292,14 +290,9 @@ final class SIPShard: @unchecked Sendable {
         case .request(var request):
             request.stampReceived(from: peer)
             let key = TransactionKey(incoming: request)
-            // Past capacity, new work is refused before it costs anything (a retransmission of
-            // a request already admitted still reaches its transaction).
+            // Past capacity or stopping, new work is refused before it costs anything (a
+            // retransmission of a request already admitted still reaches its transaction).
             if overload.isShedding, let key, !transactions.contains(key), overload.sheds(request) {
-                return shed(request, flow: flow)
-            }
-            // Stopping: what has begun finishes, nothing new begins (the phone retries later,
-            // at the next start or another server).
-            if isDraining, let key, !transactions.contains(key), OverloadGuard.startsNewWork(request) {
                 return shed(request, flow: flow)
             }
             // The first REGISTER or SUBSCRIBE of a phone carries no credentials: its 401 needs

@@ -53,7 +53,10 @@ public struct OverloadGuard: Sendable {
     /// The share of new work refused now, from 0 to 1.
     public private(set) var shedShare: Double = 0
     /// Whether any new work is being refused.
-    public var isShedding: Bool { shedShare > 0 }
+    public var isShedding: Bool { isDraining || shedShare > 0 }
+    /// Set when a graceful stop begins: from then on all new work is refused, whatever the
+    /// signals say, while what has begun goes on.
+    public private(set) var isDraining = false
     /// The refused share accumulated over requests: one is refused each time it reaches one.
     private var shedCredit: Double = 0
 
@@ -103,15 +106,19 @@ public struct OverloadGuard: Sendable {
     /// the share ``shedShare``.
     public mutating func sheds(_ request: SIPRequest) -> Bool {
         guard isShedding, Self.startsNewWork(request) else { return false }
+        if isDraining { return true }
         shedCredit += shedShare
         guard shedCredit >= 1 else { return false }
         shedCredit -= 1
         return true
     }
 
+    /// A graceful stop begins: every request that would start new work is refused from now on.
+    public mutating func beginDraining() { isDraining = true }
+
     /// Whether `request` starts new work (out of any dialog, of a method that creates state or
     /// costs a store write): what a server past capacity, or stopping, refuses with `503`.
-    public static func startsNewWork(_ request: SIPRequest) -> Bool {
+    static func startsNewWork(_ request: SIPRequest) -> Bool {
         guard request.to?.tag == nil else { return false }
         switch request.method {
         case .subscribe, .register, .invite, .publish, .options: return true

@@ -170,17 +170,12 @@ public final class SIPTransport: @unchecked Sendable {
             case .tcp, .tls:
                 // TLS is the same stream behind a TLS handler: framing, keep-alives, limits and
                 // timeouts are those of TCP.
-                let tlsCertificate: SIPTLSCertificate?
-                if address.transport == .tls {
-                    guard let configured = configuration.tlsCertificate else {
-                        throw SIPTLSError(code: .notConfigured, place: "--sip \(address)")
-                    }
-                    tlsCertificate = configured
-                } else {
-                    tlsCertificate = nil
+                let tlsCertificate = address.transport == .tls ? configuration.tlsCertificate : nil
+                if address.transport == .tls, tlsCertificate == nil {
+                    throw SIPTLSError(code: .notConfigured, place: "--sip \(address)")
                 }
                 let idleTimeout = configuration.streamIdleTimeout
-                let streamTimeouts = streamTimeouts
+                let streamSettings = streamSettings
                 let transportKind = address.transport
                 channel = try await ServerBootstrap(group: eventLoop)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -209,7 +204,7 @@ public final class SIPTransport: @unchecked Sendable {
                                     transport: self,
                                     listenerIndex: index,
                                     transportKind: transportKind,
-                                    settings: streamTimeouts
+                                    settings: streamSettings
                                 ),
                             ])
                         }
@@ -293,7 +288,7 @@ public final class SIPTransport: @unchecked Sendable {
     }
 
     /// What every stream handler of this transport is given.
-    private var streamTimeouts: SIPStreamHandler.Settings {
+    private var streamSettings: SIPStreamHandler.Settings {
         SIPStreamHandler.Settings(
             limits: configuration.parserLimits,
             messageTimeout: configuration.streamMessageTimeout
@@ -320,7 +315,7 @@ public final class SIPTransport: @unchecked Sendable {
             break
         }
         let idleTimeout = configuration.streamIdleTimeout
-        let streamTimeouts = streamTimeouts
+        let streamSettings = streamSettings
         let future = ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: unsentBytesWaterMark)
@@ -333,7 +328,7 @@ public final class SIPTransport: @unchecked Sendable {
                             transport: self,
                             listenerIndex: listenerIndex,
                             transportKind: .tcp,
-                            settings: streamTimeouts
+                            settings: streamSettings
                         ),
                     ])
                 }
@@ -359,15 +354,6 @@ public final class SIPTransport: @unchecked Sendable {
             }
         }
         return future
-    }
-
-    /// Reads the TLS certificate chain and key files again: connections accepted from now on,
-    /// on every transport given a copy of this configuration (every shard), present the new
-    /// certificate; established connections keep theirs. On an error (a missing or half-written
-    /// file) the previous certificate stays in use and the error names the file.
-    public func reloadCertificate() throws(SIPTLSError) {
-        guard let tlsCertificate = configuration.tlsCertificate else { throw SIPTLSError(code: .notConfigured) }
-        try tlsCertificate.reload()
     }
 
     /// Whether a stream connection is still open (a phone registered over TCP can be reached).

@@ -9,17 +9,7 @@ import Darwin
 
 extension TestEnvironment {
     /// The `baresip` executable on PATH. Its absence is a failure, not a skip.
-    static func baresip() throws -> URL {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent("baresip")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw EndToEndFailure(
-            "baresip is not installed (Debian package baresip-core); run scripts/test, which installs it, "
-                + "or apt-get install -y --no-install-recommends baresip-core"
-        )
-    }
+    static func baresip() throws -> URL { try executableOnPath("baresip", debianPackage: "baresip-core") }
 
     /// The folder holding baresip's modules (`presence.so` and the others), where the
     /// distribution puts it.

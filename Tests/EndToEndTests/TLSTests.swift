@@ -186,12 +186,5 @@ extension EndToEnd {
 
 extension TestEnvironment {
     /// The `openssl` executable on PATH. Its absence is a failure, not a skip.
-    static func openssl() throws -> URL {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent("openssl")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw EndToEndFailure("openssl is not installed (Debian package openssl); run scripts/test, which installs it")
-    }
+    static func openssl() throws -> URL { try executableOnPath("openssl", debianPackage: "openssl") }
 }

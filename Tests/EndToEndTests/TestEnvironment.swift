@@ -21,17 +21,7 @@ enum TestEnvironment {
     static func busylampBinary() throws -> URL { try BusyLampBinary.locate() }
 
     /// The `sipp` executable on PATH. Its absence is a failure, not a skip.
-    static func sipp() throws -> URL {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for directory in path.split(separator: ":") {
-            let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent("sipp")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw EndToEndFailure(
-            "sipp is not installed (Debian package sip-tester); run scripts/test, which installs it, "
-                + "or apt-get install -y sip-tester"
-        )
-    }
+    static func sipp() throws -> URL { try executableOnPath("sipp", debianPackage: "sip-tester") }
 
     /// A fresh temporary directory, removed by the caller.
     static func makeTemporaryDirectory(_ label: String) throws -> URL {

@@ -12,16 +12,25 @@ import Testing
 struct SIPTransportLoopbackTests {
     typealias Delivery = DeliveryLog.Delivery
 
-    /// A transport bound to UDP and TCP on 127.0.0.1 port 0, whose deliveries arrive on a stream.
+    /// A transport bound on 127.0.0.1 port 0 (UDP and TCP unless told otherwise), whose
+    /// deliveries arrive on a stream.
     struct Server {
         var group: MultiThreadedEventLoopGroup
         var transport: SIPTransport
         var deliveries: AsyncStream<Delivery>
-        var udp: SocketAddress
-        var tcp: SocketAddress
+        var listeners: [SIPTransport.BoundListener]
+
+        var udp: SocketAddress { address(of: .udp) }
+        var tcp: SocketAddress { address(of: .tcp) }
+        var tls: SocketAddress { address(of: .tls) }
+
+        func address(of transport: SIPTransportKind) -> SocketAddress {
+            listeners.first { $0.transport == transport }!.localAddress
+        }
 
         static func start(
-            _ configuration: SIPTransport.Configuration = SIPTransport.Configuration()
+            _ configuration: SIPTransport.Configuration = SIPTransport.Configuration(),
+            listening transports: [SIPTransportKind] = [.udp, .tcp]
         ) async throws -> Server {
             let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let transport = SIPTransport(
@@ -33,17 +42,15 @@ struct SIPTransportLoopbackTests {
             transport.setMessageHandler { bytes, framing, flow in
                 continuation.yield(Delivery(bytes: bytes, framing: framing, flow: flow))
             }
-            let listeners = try await transport.bind([
-                SIPListenAddress(transport: .udp, host: "127.0.0.1", port: 0),
-                SIPListenAddress(transport: .tcp, host: "127.0.0.1", port: 0),
-            ])
-            return Server(
-                group: group,
-                transport: transport,
-                deliveries: deliveries,
-                udp: listeners[0].localAddress,
-                tcp: listeners[1].localAddress
-            )
+            do {
+                let listeners = try await transport.bind(
+                    transports.map { SIPListenAddress(transport: $0, host: "127.0.0.1", port: 0) }
+                )
+                return Server(group: group, transport: transport, deliveries: deliveries, listeners: listeners)
+            } catch {
+                try? await group.shutdownGracefully()
+                throw error
+            }
         }
 
         func stop() async throws {
@@ -66,9 +73,10 @@ struct SIPTransportLoopbackTests {
     /// that outlives its loop schedules onto a dead loop when it is released).
     static func withServer(
         _ configuration: SIPTransport.Configuration = SIPTransport.Configuration(),
+        listening transports: [SIPTransportKind] = [.udp, .tcp],
         _ body: (Server) async throws -> Void
     ) async throws {
-        let server = try await Server.start(configuration)
+        let server = try await Server.start(configuration, listening: transports)
         do {
             try await body(server)
         } catch {

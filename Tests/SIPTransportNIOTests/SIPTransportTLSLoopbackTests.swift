@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import SIPCore
+import TestProcessSupport
 import Testing
 
 @testable import SIPTransportNIO
@@ -16,56 +17,16 @@ struct SIPTransportTLSLoopbackTests {
 
     static let reply = SIPTransportLoopbackTests.reply
 
-    /// A transport with one TLS listener on 127.0.0.1, port 0.
-    struct Server {
-        var group: MultiThreadedEventLoopGroup
-        var transport: SIPTransport
-        var deliveries: AsyncStream<Delivery>
-        var tls: SocketAddress
+    typealias Server = SIPTransportLoopbackTests.Server
 
-        func stop() async throws {
-            await transport.close()
-            try await group.shutdownGracefully()
-        }
-
-        func reply(_ text: String, to flow: SIPFlow) async throws {
-            try await transport.eventLoop.flatSubmit {
-                transport.send(ByteBuffer(string: text), to: flow)
-            }.get()
-        }
-    }
-
+    /// Runs `body` against a transport with one TLS listener on 127.0.0.1, port 0.
     static func withServer(
         certificate: SIPTLSCertificate,
         _ body: (Server) async throws -> Void
     ) async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var configuration = SIPTransport.Configuration()
         configuration.tlsCertificate = certificate
-        let transport = SIPTransport(
-            eventLoop: group.next(),
-            configuration: configuration,
-            logger: Logger(label: "test.tls")
-        )
-        let (deliveries, continuation) = AsyncStream.makeStream(of: Delivery.self)
-        transport.setMessageHandler { bytes, framing, flow in
-            continuation.yield(Delivery(bytes: bytes, framing: framing, flow: flow))
-        }
-        let server: Server
-        do {
-            let listeners = try await transport.bind([SIPListenAddress(transport: .tls, host: "127.0.0.1", port: 0)])
-            server = Server(group: group, transport: transport, deliveries: deliveries, tls: listeners[0].localAddress)
-        } catch {
-            try? await group.shutdownGracefully()
-            throw error
-        }
-        do {
-            try await body(server)
-        } catch {
-            try? await server.stop()
-            throw error
-        }
-        try await server.stop()
+        try await SIPTransportLoopbackTests.withServer(configuration, listening: [.tls], body)
     }
 
     /// One client connection while it is open: what `executeThenClose` hands out.
@@ -207,7 +168,7 @@ struct SIPTransportTLSLoopbackTests {
                 _ = try folder.makeCertificate()  // a renewal writes new files in the same place
                 let second = try folder.certificateInFile()
                 #expect(second != first)
-                try server.transport.reloadCertificate()
+                try certificate.reload()
 
                 try await Self.withClient(of: server) { after in
                     let renewed = try await Self.exchange(
@@ -238,7 +199,7 @@ struct SIPTransportTLSLoopbackTests {
         let served = try folder.certificateInFile()
         try await Self.withServer(certificate: certificate) { server in
             try broken.apply(to: folder)
-            let error = #expect(throws: SIPTLSError.self) { try server.transport.reloadCertificate() }
+            let error = #expect(throws: SIPTLSError.self) { try certificate.reload() }
             #expect(error?.code == broken.expectedCode)
             var deliveries = server.deliveries.makeAsyncIterator()
             try await Self.withClient(of: server) { client in
@@ -348,14 +309,7 @@ enum OpenSSL {
 
     /// Where `openssl` is on `PATH`; the tests fail (not skip) without it: `scripts/test`
     /// installs it.
-    static func executable() throws -> URL {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-        for folder in path.split(separator: ":") {
-            let candidate = URL(fileURLWithPath: String(folder)).appendingPathComponent("openssl")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw Failure(description: "the openssl command-line tool is missing (Debian package openssl)")
-    }
+    static func executable() throws -> URL { try executableOnPath("openssl", debianPackage: "openssl") }
 
     /// Runs `openssl arguments` and returns its exit status and its standard output and error
     /// together; it is terminated after `timeout`.

@@ -61,3 +61,17 @@ public func eventually(
         try await Task.sleep(for: .milliseconds(20))
     }
 }
+
+/// The executable `name` on `PATH`, or a failure that names the Debian package to install
+/// (`scripts/test` installs them all): a missing tool fails a test, it never skips one.
+public func executableOnPath(_ name: String, debianPackage: String) throws -> URL {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for directory in path.split(separator: ":") {
+        let candidate = URL(fileURLWithPath: String(directory)).appendingPathComponent(name)
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+    }
+    throw TestProcessFailure(
+        "\(name) is not installed (Debian package \(debianPackage)); run scripts/test, which installs it, "
+            + "or apt-get install -y --no-install-recommends \(debianPackage)"
+    )
+}

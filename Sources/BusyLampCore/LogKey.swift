@@ -21,6 +21,7 @@ public enum LogKey {
     public static let subscriptionEvent: Logger.Metadata.Key = "sub.event"
     public static let subscriptionCount: Logger.Metadata.Key = "sub.count"
     public static let subscriptionsRestored: Logger.Metadata.Key = "sub.restored"
+    public static let callCount: Logger.Metadata.Key = "call.count"
     public static let shards: Logger.Metadata.Key = "sip.shards"
     /// A line's number.
     public static let line: Logger.Metadata.Key = "line"

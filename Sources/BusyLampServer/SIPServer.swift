@@ -28,11 +28,19 @@ public final class SIPServer: Sendable {
         public var directory: DirectoryStore
         public var registrations: RegistrationStore
         public var subscriptions: SubscriptionStore
+        /// What ends each call in progress after a crash (``CallTeardown``).
+        public var calls: CallTeardownStore
 
-        public init(directory: DirectoryStore, registrations: RegistrationStore, subscriptions: SubscriptionStore) {
+        public init(
+            directory: DirectoryStore,
+            registrations: RegistrationStore,
+            subscriptions: SubscriptionStore,
+            calls: CallTeardownStore
+        ) {
             self.directory = directory
             self.registrations = registrations
             self.subscriptions = subscriptions
+            self.calls = calls
         }
     }
 
@@ -56,6 +64,9 @@ public final class SIPServer: Sendable {
         /// The longest a subscription's CSeq and version changes wait before they are written
         /// together (the NOTIFY is never held back by the store).
         public var subscriptionWriteDelay: TimeAmount = .milliseconds(200)
+        /// The longest a call's changed teardown (``CallTeardown``) waits before it is written
+        /// with the others changed meanwhile.
+        public var callWriteDelay: TimeAmount = .milliseconds(50)
         /// At most this fraction of a granted subscription expiry is taken off at random, so
         /// that phones subscribed together do not all refresh together (PHONES.md).
         public var expiryJitterFraction: Double = 0.05
@@ -70,6 +81,9 @@ public final class SIPServer: Sendable {
         /// Live subscriptions per watched line and per source address, for the server (each
         /// shard keeps its share: the kernel spreads a source's ports over the shards).
         public var subscriptionLimits = SubscriptionAdmission.Limits()
+        /// NOTIFYs per second after a restart, for the server (each shard keeps its share): the
+        /// restored subscriptions' first NOTIFYs go out at this pace, not in one burst.
+        public var restartNotifiesPerSecond = 25_000
         /// Requests per source address, for the server (each shard keeps its share).
         public var sourceRates = SourceRateLimiter<SourceIPAddress>.Settings()
         public init() {}
@@ -109,6 +123,7 @@ public final class SIPServer: Sendable {
         )
         shardConfiguration.sourceRates.requestsPerSecond = share(configuration.sourceRates.requestsPerSecond)
         shardConfiguration.sourceRates.burst = share(configuration.sourceRates.burst)
+        shardConfiguration.restartNotifiesPerSecond = share(configuration.restartNotifiesPerSecond)
         shardConfiguration.transport.sharesPorts = eventLoops.count > 1
         // One secret: a nonce one shard issued is good on another.
         let nonceSecret = NonceManager.makeSecret()
@@ -137,12 +152,18 @@ public final class SIPServer: Sendable {
 
     /// Binds every shard's listeners (the first shard picks the ports when they are 0; the
     /// others bind the same), restores the stored bindings and subscriptions (each watcher gets
-    /// a NOTIFY with the current state) and starts serving. Returns the bound listeners.
+    /// a NOTIFY with the current state), ends the calls the last process left in progress
+    /// (``CallTeardown``) and starts serving. Returns the bound listeners.
     public func start() async throws -> [SIPTransport.BoundListener] {
         storeThread.start()
         let stores = self.stores
-        let (bindings, subscriptions) = try await storeThread.runIfActive(eventLoop: lineOwner.eventLoop) {
-            (try stores.registrations.allBindings(), try stores.subscriptions.allSubscriptions())
+        let (bindings, subscriptions, interruptedCalls) = try await storeThread.runIfActive(
+            eventLoop: lineOwner.eventLoop
+        ) {
+            (
+                try stores.registrations.allBindings(), try stores.subscriptions.allSubscriptions(),
+                try stores.calls.allCallTeardowns()
+            )
         }.get()
         let listeners = try await lineOwner.bind(configuration.listenAddresses)
         let sameAddresses = zip(configuration.listenAddresses, listeners).map { requested, bound in
@@ -151,6 +172,7 @@ public final class SIPServer: Sendable {
         for shard in shards.dropFirst() { _ = try await shard.bind(sameAddresses) }
         for shard in shards { try await shard.begin(listeners: listeners) }
         await lineOwner.restore(bindings: bindings)
+        await lineOwner.endInterruptedCalls(interruptedCalls)
         let routing = ShardRouting(shardCount: shards.count)
         let byShard = Dictionary(grouping: subscriptions) { routing.shard(ofDialogTag: $0.dialog.localTag) }
         for shard in shards { await shard.restore(subscriptions: byShard[shard.index] ?? []) }

@@ -152,6 +152,8 @@ extension SIPShard {
     // MARK: Actions
 
     func execute(_ actions: [B2BUAStateMachine.Action]) {
+        // Every call the actions belong to moved on: its teardown is rewritten.
+        if let callID = actions.first?.callID { callChanged(callID) }
         for action in actions {
             switch action.action {
             case .respond(let response, let key):

@@ -68,6 +68,8 @@ final class SIPShard: @unchecked Sendable {
     private var timersEpoch = NIODeadline.now()
     /// When the last tick ran, and the guard it feeds.
     private var lastTickAt = NIODeadline.now()
+    /// Restored subscriptions' first NOTIFYs this shard may send now (``restartNotifiesPerSecond``).
+    private var restartNotifyAllowance = 0.0
     var overload: OverloadGuard
     /// Requests per source address: a flood from one address is dropped unread (issue 9).
     var sourceRates: SourceRateLimiter<SourceIPAddress>
@@ -107,6 +109,13 @@ final class SIPShard: @unchecked Sendable {
     var b2bua: B2BUAStateMachine
     /// The client transactions calls sent, and the branch each call knows them by.
     var callTransactions: [TransactionKey: String] = [:]
+    /// Where every call in progress stands for a crash (SIPShard+InterruptedCalls.swift).
+    let callStore: CallTeardownStore
+    var callsAwaitingTeardownWrite: Set<String> = []
+    var callTeardownWriteScheduled = false
+    /// The forks a restart cancelled, by branch: their 487 (or 2xx) needs an ACK we build from
+    /// the INVITE the last process sent.
+    var interruptedForks: [String: (invite: SIPRequest, peer: SIPPeer)] = [:]
 
     init(
         index: Int,
@@ -133,6 +142,7 @@ final class SIPShard: @unchecked Sendable {
         self.directoryStore = stores.directory
         self.registrationStore = stores.registrations
         self.subscriptionStore = stores.subscriptions
+        self.callStore = stores.calls
         self.logger = logger
         self.transactions = TransactionLayer(
             timers: configuration.timers,
@@ -236,7 +246,7 @@ final class SIPShard: @unchecked Sendable {
         try? await eventLoop.flatSubmit {
             for task in self.sweepTasks { task.cancel() }
             self.isStopped = true
-            return self.writePendingSubscriptions()
+            return self.writePendingSubscriptions().and(self.writeCallTeardowns()).map { _ in }
         }.get()
     }
 
@@ -366,7 +376,10 @@ final class SIPShard: @unchecked Sendable {
                 execute(transactionAction, key: key, peer: peer, flow: flow ?? inboundFlows[key])
             case .deliverACK(let ack, _):
                 handleACK(ack)
-            case .discardStrayResponse, .discardUnmatchable:
+            case .discardStrayResponse(let response, _):
+                if interruptedForkAnswered(response) { continue }
+                transport.countDrop(.noRoute)
+            case .discardUnmatchable:
                 transport.countDrop(.noRoute)
             case .rejectWithServiceUnavailable(let request, _):
                 guard let flow else { continue }
@@ -443,6 +456,7 @@ final class SIPShard: @unchecked Sendable {
     /// the tick runs is how busy the loop is: the overload guard's signal.
     private func fireDueTimers() {
         let now = NIODeadline.now()
+        let previousTick = lastTickAt
         overload.observe(
             lag: Duration(now - lastTickAt - TimeAmount(timers.tick)),
             requestsReceived: transactions.requestsReceived,
@@ -460,6 +474,24 @@ final class SIPShard: @unchecked Sendable {
                 execute(b2bua.timerFired(kind, callID: callID))
             }
         }
+        sendOwedRestartNotifies(since: previousTick)
+    }
+
+    /// After a restart, the restored subscriptions' first NOTIFYs leave at
+    /// `restartNotifiesPerSecond` (this shard's share), a tick's worth at each tick.
+    private func sendOwedRestartNotifies(since previousTick: NIODeadline) {
+        guard notifier.owedRestartNotifyCount > 0 else {
+            restartNotifyAllowance = 0
+            return
+        }
+        let rate = Double(configuration.restartNotifiesPerSecond)
+        let elapsed = Double((NIODeadline.now() - previousTick).nanoseconds) / 1e9
+        // A stalled loop does not earn a burst: at most a tenth of a second's worth at once.
+        restartNotifyAllowance = min(restartNotifyAllowance + rate * elapsed, max(1, rate / 10))
+        let count = Int(restartNotifyAllowance)
+        guard count > 0 else { return }
+        restartNotifyAllowance -= Double(count)
+        execute(notifier.sendOwedRestartNotifies(atMost: count, now: Date()))
     }
 
     /// Starts a request of ours towards `peer` over `flow`: adds the top Via with `branch`
@@ -484,7 +516,7 @@ final class SIPShard: @unchecked Sendable {
 
     /// Sends over this shard's socket, or over the connection's shard when another shard
     /// accepted the TCP connection (a call's leg, a REGISTER handled by the line owner).
-    private func send(_ message: SIPMessage, to flow: SIPFlow, onFailure: (@Sendable () -> Void)? = nil) {
+    func send(_ message: SIPMessage, to flow: SIPFlow, onFailure: (@Sendable () -> Void)? = nil) {
         var buffer = ByteBufferAllocator().buffer(capacity: 1024)
         message.serialize(into: &buffer)
         let failed: @Sendable (Error) -> Void = { [self, logger] error in

@@ -146,6 +146,15 @@ struct AppDatabase: Sendable {
                 try db.alter(table: table) { t in t.add(column: "listener", .integer) }
             }
         }
+        migrator.registerMigration("v4-call-teardowns") { db in
+            // What ends each call in progress if the server dies (issue 9, `CallTeardown`):
+            // a JSON array of steps, each a message of ours with where it goes, rewritten as the
+            // call moves on and removed when it ends.
+            try db.create(table: "call_teardowns") { t in
+                t.primaryKey("call_id", .text)
+                t.column("steps", .text).notNull()
+            }
+        }
         return migrator
     }
 }

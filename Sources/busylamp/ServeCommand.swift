@@ -87,11 +87,12 @@ enum ServerLauncher {
         configuration.transport.maximumUnsentBytesPerConnection = resolved.tcpUnsentBytesLimit
         configuration.subscriptionLimits = resolved.subscriptionLimits
         configuration.sourceRates = resolved.sourceRates
+        configuration.restartNotifiesPerSecond = resolved.restartNotifiesPerSecond
         configuration.transport.tlsCertificate = resolved.tlsCertificate
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),
             directory: directory,
-            stores: SIPServer.Stores(directory: store, registrations: store, subscriptions: store),
+            stores: SIPServer.Stores(directory: store, registrations: store, subscriptions: store, calls: store),
             configuration: configuration,
             logger: logger
         )

@@ -77,6 +77,8 @@ struct ServerOptions: ParsableArguments {
         var subscriptionLimits: SubscriptionAdmission.Limits
         /// Requests per second and at once from one source address (config file only).
         var sourceRates: SourceRateLimiter<SourceIPAddress>.Settings
+        /// NOTIFYs per second to restored subscriptions after a start (config file only).
+        var restartNotifiesPerSecond: Int
         /// What `tls:` listeners present (config file only); nil when there is no TLS listener.
         var tlsCertificate: SIPTLSCertificate?
     }
@@ -101,7 +103,7 @@ struct ServerOptions: ParsableArguments {
         "auth_lockout_answer",
         "tcp_connections_per_source", "subscriptions_per_line", "subscriptions_per_source",
         "tcp_message_timeout", "tcp_unsent_bytes_limit", "requests_per_source", "request_burst_per_source",
-        "tls_certificate", "tls_private_key",
+        "tls_certificate", "tls_private_key", "restart_notifies_per_second",
     ]
 
     func resolve(defaultData: String = "./busylamp-data") throws -> Resolved {
@@ -225,6 +227,10 @@ struct ServerOptions: ParsableArguments {
             default: sourceRates.requestsPerSecond
         )
         sourceRates.burst = try positiveInteger("request_burst_per_source", default: sourceRates.burst)
+        let restartNotifiesPerSecond = try positiveInteger(
+            "restart_notifies_per_second",
+            default: 25_000
+        )
         let transportDefaults = SIPTransport.Configuration()
         let tcpConnectionsPerSource = try positiveInteger(
             "tcp_connections_per_source",
@@ -295,6 +301,7 @@ struct ServerOptions: ParsableArguments {
             tcpUnsentBytesLimit: tcpUnsentBytesLimit,
             subscriptionLimits: subscriptionLimits,
             sourceRates: sourceRates,
+            restartNotifiesPerSecond: restartNotifiesPerSecond,
             tlsCertificate: tlsCertificate
         )
     }

@@ -590,7 +590,10 @@ struct NotifierStateMachineTests {
         var notifier = Self.notifier()
         let stored = Self.subscription(localSequenceNumber: 41, nextVersion: 7)
         let margin = NotifierStateMachine.Settings().restartSequenceMargin
-        let actions = notifier.restore([stored], now: Self.now)
+        #expect(notifier.restore([stored], now: Self.now).isEmpty, "the NOTIFY waits for its turn")
+        #expect(notifier.owedRestartNotifyCount == 1)
+        let actions = notifier.sendOwedRestartNotifies(atMost: 10, now: Self.now)
+        #expect(notifier.owedRestartNotifyCount == 0)
         let notify = try Self.only(actions)
         #expect(notify.cseq?.number == 41 + margin + 1)
         #expect(try Self.document(notify).attributes["version"] == String(7 + margin))
@@ -609,8 +612,40 @@ struct NotifierStateMachineTests {
 
     @Test func restoreOfANeverNotifiedDialogStartsAboveTheMargin() throws {
         var notifier = Self.notifier()
-        let notify = try Self.only(notifier.restore([Self.subscription()], now: Self.now))
+        _ = notifier.restore([Self.subscription()], now: Self.now)
+        let notify = try Self.only(notifier.sendOwedRestartNotifies(atMost: 1, now: Self.now))
         #expect(notify.cseq?.number == NotifierStateMachine.Settings().restartSequenceMargin + 1)
+    }
+
+    @Test("restored NOTIFYs go out at the pace the driver asks for, in the order restored")
+    func restoredNotifiesArePaced() throws {
+        var notifier = Self.notifier()
+        let stored = (1...10).map { Self.subscription($0) }
+        #expect(notifier.restore(stored, now: Self.now).isEmpty)
+        var notified: [String] = []
+        for _ in 0..<3 {
+            let actions = notifier.sendOwedRestartNotifies(atMost: 4, now: Self.now)
+            let sent = actions.compactMap { action -> String? in
+                if case .sendNotify(_, let id, _) = action { id } else { nil }
+            }
+            #expect(sent.count <= 4)
+            notified += sent
+        }
+        #expect(notified == stored.map(\.id))
+        #expect(notifier.sendOwedRestartNotifies(atMost: 4, now: Self.now).isEmpty)
+    }
+
+    @Test("a restored subscription whose line changes before its turn is notified once, at the change")
+    func aLineChangeOvertakesThePacedQueue() throws {
+        var notifier = Self.notifier()
+        let first = Self.subscription(1)
+        let second = Self.subscription(2)
+        _ = notifier.restore([first, second], now: Self.now)
+        let atChange = notifier.lineChanged(Self.bobState([makeDialog("a", .recipient, .early)]), now: Self.now)
+        #expect(atChange.filter { if case .sendNotify = $0 { true } else { false } }.count == 2)
+        // Both are now in flight or notified: the queue has nothing more for them.
+        #expect(notifier.sendOwedRestartNotifies(atMost: 10, now: Self.now).isEmpty)
+        #expect(notifier.owedRestartNotifyCount == 0)
     }
 
     @Test func restoreRemovesExpiredSubscriptionsWithoutANotify() {
@@ -626,6 +661,7 @@ struct NotifierStateMachineTests {
         )
         let stored = Self.subscription(localSequenceNumber: 3)
         let actions = notifier.restore([stored], now: Self.now)
+        #expect(notifier.owedRestartNotifyCount == 0, "no paced NOTIFY for a subscription that ended")
         let final = try Self.only(actions)
         #expect(final.headers[.subscriptionState] == "terminated;reason=rejected")
         #expect(final.cseq?.number == 3 + NotifierStateMachine.Settings().restartSequenceMargin + 1)

@@ -50,13 +50,18 @@ final class DriverHarness: Sendable {
         self.folder = folder
     }
 
-    /// Starts a server with one shard on `listenAddresses` (UDP on 127.0.0.1, port 0 by default).
+    /// A data folder of its own for one server (``start(listenAddresses:folder:configure:)``).
+    static func makeFolder() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("busylamp-driver-\(UUID().uuidString)")
+    }
+
+    /// Starts a server with one shard on `listenAddresses` (UDP on 127.0.0.1, port 0 by default),
+    /// on the store in `folder` (a new one by default; `stop` removes it).
     static func start(
         listenAddresses: [SIPListenAddress] = [SIPListenAddress(transport: .udp, host: "127.0.0.1", port: 0)],
+        folder: URL = makeFolder(),
         configure: (inout SIPServer.Configuration) -> Void = { _ in }
     ) async throws -> DriverHarness {
-        let folder = FileManager.default.temporaryDirectory
-            .appendingPathComponent("busylamp-driver-\(UUID().uuidString)")
         let store = try SQLiteStore.open(dataDirectory: folder)
         try store.replaceDirectory(with: directory)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -68,7 +73,7 @@ final class DriverHarness: Sendable {
         let server = SIPServer(
             eventLoops: Array(group.makeIterator()),
             directory: directory,
-            stores: SIPServer.Stores(directory: store, registrations: store, subscriptions: store),
+            stores: SIPServer.Stores(directory: store, registrations: store, subscriptions: store, calls: store),
             configuration: configuration,
             logger: logger
         )

@@ -65,9 +65,12 @@ final class ServerProcess: @unchecked Sendable {
     /// A second start on the same `workDirectory` reuses its directory file and data.
     /// Starts `busylamp serve` with the directory fixture, or `busylamp demo` (its own demo
     /// office, no directory file) when `demo` is set.
+    /// `samePortsAs`: listen on that (stopped) server's SIP ports, so that phones which know
+    /// the old address reach the new process (a restart in place).
     static func start(
         in workDirectory: URL,
         demo: Bool = false,
+        samePortsAs previous: ServerProcess? = nil,
         extraArguments: [String] = []
     ) async throws
         -> ServerProcess
@@ -87,8 +90,8 @@ final class ServerProcess: @unchecked Sendable {
         let arguments =
             command + [
                 "--data", dataDirectory.path,
-                "--sip", "udp:127.0.0.1:0",
-                "--sip", "tcp:127.0.0.1:0",
+                "--sip", "udp:127.0.0.1:\(previous?.udpPort ?? 0)",
+                "--sip", "tcp:127.0.0.1:\(previous?.tcpPort ?? 0)",
                 "--http", "127.0.0.1:0",
             ] + extraArguments
         // The child process is killed when dropped: a failed test leaves no server behind.

@@ -50,6 +50,9 @@ public struct B2BUAStateMachine: Sendable {
 
     public func call(id: String) -> CallStateMachine? { calls[id] }
 
+    /// What ends call `id` if the server dies now; `nil` once it has ended (``CallTeardown``).
+    public func teardown(ofCall id: String) -> CallTeardown? { calls[id]?.teardown }
+
     /// The most recently started call ringing at a line that `matches`.
     public func latestRingingCall(where matches: (Line) -> Bool) -> CallStateMachine? {
         calls.values.filter { call in call.isRinging && call.calleeLine.map(matches) == true }

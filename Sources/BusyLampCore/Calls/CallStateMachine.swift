@@ -406,8 +406,7 @@ public struct CallStateMachine: Sendable {
     /// RFC 3261 §13.2.2.4: an ACK for the fork's 2xx, then a BYE.
     private mutating func acknowledgeAndHangUp(_ index: Int, ackBody: [UInt8]?) -> [CallAction] {
         guard var dialog = forks[index].dialog else { return [] }
-        var ack = dialog.makeRequest(method: .ack)
-        ack.headers.set(.cseq, CSeq(number: 1, method: .ack).description)
+        let ack = Self.acknowledgement(in: &dialog)
         forks[index].acknowledgement = ack
         let bye = dialog.makeRequest(method: .bye)
         forks[index].dialog = dialog
@@ -452,15 +451,26 @@ public struct CallStateMachine: Sendable {
         forks[index].cancelWanted = false
         guard !forks[index].cancelSent else { return [] }
         forks[index].cancelSent = true
-        let invite = forks[index].invite
+        let cancel = Self.cancelRequest(for: forks[index].invite)
+        return [.send(cancel, branch: forks[index].branch, to: forks[index].destination.peer)]
+    }
+
+    /// The CANCEL of a fork's `invite`; the driver gives it the INVITE's branch.
+    static func cancelRequest(for invite: SIPRequest) -> SIPRequest {
         var headers = SIPHeaders()
         for name in [SIPHeaderName.from, .to, .callID] {
             if let value = invite.headers[name] { headers.add(name, value) }
         }
         headers.add(.cseq, CSeq(number: 1, method: .cancel).description)
         headers.add(.maxForwards, "70")
-        let cancel = SIPRequest(method: .cancel, uri: invite.uri, headers: headers)
-        return [.send(cancel, branch: forks[index].branch, to: forks[index].destination.peer)]
+        return SIPRequest(method: .cancel, uri: invite.uri, headers: headers)
+    }
+
+    /// The ACK for a fork's 2xx, in its `dialog` (our INVITE to a fork is always CSeq 1).
+    static func acknowledgement(in dialog: inout Dialog) -> SIPRequest {
+        var ack = dialog.makeRequest(method: .ack)
+        ack.headers.set(.cseq, CSeq(number: 1, method: .ack).description)
+        return ack
     }
 
     /// RFC 3261 §16.7 step 6 in spirit, for a UAC that forked: a 6xx wins, then busy when every

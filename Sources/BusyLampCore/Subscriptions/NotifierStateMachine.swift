@@ -107,6 +107,10 @@ public struct NotifierStateMachine: Sendable {
     /// State changes folded into a NOTIFY already owed instead of a NOTIFY of their own, since
     /// the start (the driver turns it into a metric).
     public private(set) var coalescedNotifyCount = 0
+    /// Restored subscriptions in the order they wait for their first NOTIFY after a restart
+    /// (from `restartQueueHead` on); an entry notified meanwhile is passed over.
+    private var restartQueue: [String] = []
+    private var restartQueueHead = 0
 
     /// One subscription and what its notifications need.
     private struct Watch: Sendable {
@@ -119,6 +123,9 @@ public struct NotifierStateMachine: Sendable {
         /// The local CSeq number the store has (as of the last `.persist`, or what `add` and
         /// `restore` were given).
         var storedSequenceNumber: UInt32
+        /// Restored after a restart and not notified since: its turn in the paced queue
+        /// (``NotifierStateMachine/sendOwedRestartNotifies(atMost:now:)``) is still to come.
+        var owesRestartNotify = false
 
         init(subscription: Subscription) {
             self.subscription = subscription
@@ -402,7 +409,13 @@ public struct NotifierStateMachine: Sendable {
         return actions
     }
 
-    /// After a restart: the stored subscriptions, each NOTIFYed with the current state.
+    /// After a restart: the stored subscriptions, each to be NOTIFYed with the current state.
+    ///
+    /// The NOTIFYs are not sent here but queued, and the driver lets them out at a steady rate
+    /// with `sendOwedRestartNotifies(atMost:now:)` (issue 9: a restart with 100,000
+    /// subscriptions must not burst them all in one tick, which would overflow socket buffers
+    /// and the phones' NAT bindings alike). A subscription whose line changes before its turn
+    /// is notified at once, as usual, and its turn is passed over.
     ///
     /// Each dialog's CSeq and body version jump by `restartSequenceMargin` above what was stored
     /// (Polycom rejects a NOTIFY CSeq that goes backwards, freeswitch PR#3056), and the new
@@ -429,8 +442,32 @@ public struct NotifierStateMachine: Sendable {
             if let reason = violation(of: subscription) {
                 actions += end(id, reason: reason, now: now)
             } else {
-                actions += notifyNow(id, now: now)
+                watches[id]?.owesRestartNotify = true
+                restartQueue.append(id)
             }
+        }
+        return actions
+    }
+
+    /// Restored subscriptions still waiting for their first NOTIFY (at most: some in the queue
+    /// may have been notified or ended since).
+    public var owedRestartNotifyCount: Int { restartQueue.count - restartQueueHead }
+
+    /// The next `limit` restored subscriptions' first NOTIFYs, in the order they were restored
+    /// (each persisted first: its CSeq and version jumped).
+    public mutating func sendOwedRestartNotifies(atMost limit: Int, now: Date) -> [Action] {
+        var actions: [Action] = []
+        var sent = 0
+        while sent < limit, restartQueueHead < restartQueue.count {
+            let id = restartQueue[restartQueueHead]
+            restartQueueHead += 1
+            guard let watch = watches[id], watch.owesRestartNotify, case .quiet = watch.phase else { continue }
+            actions += notifyNow(id, now: now)
+            sent += 1
+        }
+        if restartQueueHead == restartQueue.count {
+            restartQueue = []
+            restartQueueHead = 0
         }
         return actions
     }
@@ -459,6 +496,7 @@ public struct NotifierStateMachine: Sendable {
         guard var watch = watches.removeValue(forKey: id) else { return [] }
         let notify = makeNotify(&watch, terminated: nil, now: now)
         watch.phase = .notifying(pending: false)
+        watch.owesRestartNotify = false
         let sequence = watch.subscription.dialog.localSequenceNumber ?? 0
         let unstored = sequence - min(sequence, watch.storedSequenceNumber)
         let persists = persisting || unstored >= settings.notifiesBetweenWrites

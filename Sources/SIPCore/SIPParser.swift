@@ -155,6 +155,12 @@ public struct SIPParser: Sendable {
             let inStartLine = offset < startLine.count
             throw fail(.invalidBytes, inStartLine ? "Control Character In Start Line" : "Control Character In Header")
         }
+        // RFC 3261 §25.1: TEXT-UTF8 (display names, reason phrases, quoted strings) is UTF-8;
+        // invalid or overlong sequences are what breaks a phone's screen or a log reader
+        // (issue 9). Checked only when a byte above ASCII is there at all.
+        if head.contains(where: { $0 >= 0x80 }), String(validating: head, as: UTF8.self) == nil {
+            throw fail(.invalidBytes, "Invalid UTF-8 In Header")
+        }
 
         // Body
         let available = headerSectionEnded ? count - index : 0

@@ -114,21 +114,20 @@ extension SIPRequest {
     /// parameter to the source port of the request. [...] the server MUST add a 'received'
     /// parameter [...] even if it is identical to the value of the 'sent-by' component."
     ///
-    /// Only the top Via element changes; the others stay as written.
+    /// Only the top Via element changes; the others stay as written. A `received` or `rport`
+    /// value the request arrived with is overwritten with the truth: only the receiving hop
+    /// writes them, so one in the top Via was forged by the sender (issue 9), which would
+    /// otherwise aim our responses at any address it likes.
     public mutating func stampReceived(from peer: SIPPeer) {
         guard var via = topVia else { return }
         var changed = false
         let sentByHost = ResponseDestination.stripBrackets(via.host)
-        if via.hasRport {
-            if via.rport == nil {
-                via.parameters.set("rport", String(peer.port))
-                changed = true
-            }
-            if via.received == nil {
-                via.parameters.set("received", peer.host)
-                changed = true
-            }
-        } else if !SIPRequest.sameAddress(sentByHost, peer.host), via.received == nil {
+        if via.hasRport, via.rport != peer.port {
+            via.parameters.set("rport", String(peer.port))
+            changed = true
+        }
+        let needsReceived = via.hasRport || !SIPRequest.sameAddress(sentByHost, peer.host) || via.received != nil
+        if needsReceived, via.received != peer.host {
             via.parameters.set("received", peer.host)
             changed = true
         }

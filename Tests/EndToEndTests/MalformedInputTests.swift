@@ -36,6 +36,21 @@ extension EndToEnd {
             case nulInHeaderValue
             /// 10,000 header fields after readable Via, From, To, Call-ID and CSeq.
             case tenThousandHeaders
+            // Issue 9's corpus of nasty messages, each with the answer it must get.
+            /// A display name that is not UTF-8 (0xFF 0xFE, then an overlong "/").
+            case invalidUTF8DisplayName
+            /// `CSeq: -1 OPTIONS`.
+            case negativeCSeq
+            /// `CSeq: 4294967296 OPTIONS` (RFC 3261 §8.1.1.5: below 2**31).
+            case hugeCSeq
+            /// A REGISTER with `Expires: -1`.
+            case negativeExpires
+            /// A top Via that claims `received` and `rport` for itself (127.0.0.9, port 9).
+            case forgedReceived
+            /// 100 Via headers.
+            case hundredVias
+            /// `Content-Length: 5` before an 11-byte body.
+            case contentLengthShort
 
             var testDescription: String { rawValue }
 
@@ -75,12 +90,40 @@ extension EndToEnd {
                     return Array(
                         (head + String(repeating: "X:1\r\n", count: 10_000) + "Content-Length: 0\r\n\r\n").utf8
                     )
+                case .invalidUTF8DisplayName:
+                    return Array((head + "Subject: ").utf8) + [0xFF, 0xFE, 0xC0, 0xAF]
+                        + Array("\r\nContent-Length: 0\r\n\r\n".utf8)
+                case .negativeCSeq, .hugeCSeq:
+                    let cseq = self == .negativeCSeq ? "-1" : "4294967296"
+                    let text = head.replacingOccurrences(of: "CSeq: 7 OPTIONS", with: "CSeq: \(cseq) OPTIONS")
+                    return Array((text + "Content-Length: 0\r\n\r\n").utf8)
+                case .negativeExpires:
+                    let register = SIPRequests.readableHead(
+                        transport,
+                        localPort: localPort,
+                        requestLine: "REGISTER sip:\(DirectoryFixture.domain) SIP/2.0",
+                        callID: callID
+                    ).replacingOccurrences(of: "CSeq: 7 OPTIONS", with: "CSeq: 7 REGISTER")
+                    let contact = "Contact: <sip:\(DirectoryFixture.alice.number)@127.0.0.1:\(localPort)>\r\n"
+                    return Array((register + contact + "Expires: -1\r\nContent-Length: 0\r\n\r\n").utf8)
+                case .forgedReceived:
+                    let forged = head.replacingOccurrences(of: ";rport\r\n", with: ";received=127.0.0.9;rport=9\r\n")
+                    return Array((forged + "Content-Length: 0\r\n\r\n").utf8)
+                case .hundredVias:
+                    let vias = (1..<100).map {
+                        "Via: SIP/2.0/UDP 192.0.2.\($0 % 250 + 1):5060;branch=z9hG4bK-v\($0)\r\n"
+                    }
+                    return Array((head + vias.joined() + "Content-Length: 0\r\n\r\n").utf8)
+                case .contentLengthShort:
+                    return Array((head + "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello world").utf8)
                 }
             }
 
             enum Expectation {
                 /// A 400 (or another 4xx/5xx refusal) whose reason phrase contains the word.
                 case refusal(reasonContaining: String)
+                /// A response with this status, to our request, on our socket.
+                case answer(status: Int)
                 /// Any answer, or none: only liveness and memory are checked.
                 case survival
             }
@@ -99,6 +142,17 @@ extension EndToEnd {
                 // Issue 9: accepted before (a NUL in a display name got a 200).
                 case (.nulInHeaderValue, _): .refusal(reasonContaining: "Control Character")
                 case (.tenThousandHeaders, _): .refusal(reasonContaining: "Header")
+                // RFC 3261 §25.1: TEXT-UTF8.
+                case (.invalidUTF8DisplayName, _): .refusal(reasonContaining: "UTF-8")
+                case (.negativeCSeq, _), (.hugeCSeq, _): .refusal(reasonContaining: "CSeq")
+                case (.negativeExpires, _): .refusal(reasonContaining: "Expires")
+                // The answer comes back to where the request came from, not where its Via
+                // claims (issue 9: a forged received would aim our responses anywhere).
+                case (.forgedReceived, _): .answer(status: 200)
+                case (.hundredVias, _): .answer(status: 200)
+                // RFC 3261 §18.3: on a datagram, bytes past the Content-Length are discarded;
+                // on a stream they begin the next message.
+                case (.contentLengthShort, .udp): .answer(status: 200)
                 default: .survival
                 }
             }
@@ -194,6 +248,15 @@ extension EndToEnd {
             }
         }
 
+        /// A 400 whose reason phrase names `word`, answering `callID`, even if a header it
+        /// copies from the request (a malformed CSeq) keeps it from parsing.
+        static func isRefusal(_ bytes: [UInt8], naming word: String, callID: String) -> Bool {
+            let text = String(decoding: bytes, as: UTF8.self)
+            let statusLine = text.prefix { $0 != "\r" }
+            return statusLine.hasPrefix("SIP/2.0 400 ") && statusLine.range(of: word, options: .caseInsensitive) != nil
+                && text.contains("Call-ID: \(callID)\r\n")
+        }
+
         private func check(
             _ expectation: Input.Expectation,
             on socket: LoopbackSocket,
@@ -206,6 +269,16 @@ extension EndToEnd {
             case .survival:
                 // Whatever comes (or not) within the probe time is acceptable, but a crash is not.
                 _ = try await socket.receive(within: .milliseconds(300))
+            case .answer(let status):
+                let received = try await socket.receive(within: Liveness.probeTimeout)
+                guard case .message(.response(let response)) = received else {
+                    Issue.record("\(input) over \(transport): no \(status) on our socket but \(received)")
+                    return
+                }
+                #expect(
+                    response.statusCode == status && response.callID == callID,
+                    "\(input) over \(transport): expected \(status), got \(response.statusCode) \(response.reasonPhrase)"
+                )
             case .refusal(let word):
                 let received = try await socket.receive(within: Liveness.probeTimeout)
                 switch received {
@@ -227,6 +300,10 @@ extension EndToEnd {
                     )
                 case .message(.request(let request)):
                     Issue.record("\(input) over \(transport): a request instead of a 400: \(request.method)")
+                case .unparsable(let bytes, _)
+                where Self.isRefusal(bytes, naming: word, callID: callID):
+                    // RFC 3261 §8.2.6.2 copies the CSeq into the 400: a malformed one stays so.
+                    break
                 case .unparsable(let bytes, let error):
                     Issue.record(
                         "\(input) over \(transport): an unparsable answer (\(String(describing: error))): \(String(decoding: bytes.prefix(300), as: UTF8.self))"

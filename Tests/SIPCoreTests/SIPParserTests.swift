@@ -130,6 +130,20 @@ private func parseError(
         #expect(inURI?.statusCode == 400)
     }
 
+    /// RFC 3261 §25.1 TEXT-UTF8: a display name (or any header) that is not UTF-8, a truncated
+    /// sequence, an overlong encoding or a lone continuation byte, is a 400 that says so.
+    @Test(arguments: [[0xFF, 0xFE], [0xC3], [0xC0, 0xAF], [0x80], [0xED, 0xA0, 0x80]] as [[UInt8]])
+    func invalidUTF8InAHeaderIs400(_ bad: [UInt8]) throws {
+        let to = Array("To: \"Bob ".utf8) + bad + Array("\" <sip:202@sip.busylamp.test>".utf8)
+        let head = message(["OPTIONS sip:202@sip.busylamp.test SIP/2.0"] + baseHeaders.filter { !$0.hasPrefix("To:") })
+        // `message` ends the head with an empty line; the bad To goes before it.
+        let bytes = Array(head.dropLast(2)) + to + Array("\r\nContent-Length: 0\r\n\r\n".utf8)
+        let error = try #require(parseError(bytes), "\(bad) accepted")
+        #expect(error.statusCode == 400)
+        #expect(error.reasonPhrase == "Invalid UTF-8 In Header")
+        #expect(error.makeResponse(toTag: "t") != nil)
+    }
+
     @Test func tabsUTF8AndQuotedPairsStayAllowed() throws {
         let parsed = try SIPParser().parse(request(["Subject:\tcaf\u{E9}\t", "X-Emoji: \u{1F4DE}"]))
         #expect(parsed.headers[.subject] == "caf\u{E9}")

@@ -34,6 +34,21 @@ import Testing
         #expect(register.topVia?.rport == 5062)
     }
 
+    @Test("a forged received and rport are overwritten with the packet's source")
+    func forgedReceivedAndRportAreOverwritten() throws {
+        let peer = SIPPeer(transport: .udp, host: "192.0.2.4", port: 5062)
+        var options = try request(via: "SIP/2.0/UDP 192.0.2.4:5062;branch=z9hG4bKforged;received=10.1.2.3;rport=9")
+        options.stampReceived(from: peer)
+        #expect(options.topVia?.received == "192.0.2.4")
+        #expect(options.topVia?.rport == 5062)
+        #expect(ResponseDestination(respondingTo: options, from: peer) == .address(peer))
+
+        var withoutRport = try request(via: "SIP/2.0/UDP 192.0.2.4:5062;branch=z9hG4bKforged2;received=10.1.2.3")
+        withoutRport.stampReceived(from: peer)
+        #expect(withoutRport.topVia?.received == "192.0.2.4")
+        #expect(ResponseDestination(respondingTo: withoutRport, from: peer) == .address(peer))
+    }
+
     @Test func withoutRportTheSentByPortIsUsed() throws {
         // Behind NAT, no rport: received is added, and the response goes to the sent-by port.
         let peer = SIPPeer(transport: .udp, host: "203.0.113.7", port: 61_234)

@@ -51,6 +51,12 @@ extension EndToEnd {
             case hundredVias
             /// `Content-Length: 5` before an 11-byte body.
             case contentLengthShort
+            /// A PUBLISH whose PIDF declares entities that expand a thousandfold ("billion laughs").
+            case publishExpandingEntities
+            /// A NOTIFY out of any dialog with 2,000 nested elements.
+            case notifyDeeplyNested
+            /// A NOTIFY whose XML body is not UTF-8.
+            case notifyInvalidUTF8Body
 
             var testDescription: String { rawValue }
 
@@ -116,7 +122,57 @@ extension EndToEnd {
                     return Array((head + vias.joined() + "Content-Length: 0\r\n\r\n").utf8)
                 case .contentLengthShort:
                     return Array((head + "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello world").utf8)
+                case .publishExpandingEntities:
+                    let entities = (1...3).map { level in
+                        "<!ENTITY e\(level) \"" + String(repeating: "&e\(level - 1);", count: 10) + "\">"
+                    }
+                    let body =
+                        "<?xml version=\"1.0\"?><!DOCTYPE presence [<!ENTITY e0 \"lol\">\(entities.joined())]>"
+                        + "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:202@x\">&e3;</presence>"
+                    return Self.request(
+                        "PUBLISH",
+                        transport,
+                        localPort,
+                        callID,
+                        body: Array(body.utf8),
+                        type: "pidf+xml"
+                    )
+                case .notifyDeeplyNested:
+                    let body =
+                        String(repeating: "<dialog-info>", count: 2_000)
+                        + String(repeating: "</dialog-info>", count: 2_000)
+                    return Self.request(
+                        "NOTIFY",
+                        transport,
+                        localPort,
+                        callID,
+                        body: Array(body.utf8),
+                        type: "dialog-info+xml"
+                    )
+                case .notifyInvalidUTF8Body:
+                    let body = Array("<dialog-info entity=\"".utf8) + [0xFF, 0xC0, 0xAF] + Array("\"/>".utf8)
+                    return Self.request("NOTIFY", transport, localPort, callID, body: body, type: "dialog-info+xml")
                 }
+            }
+
+            /// A `method` request to line 202 with an XML `body` of `application/TYPE`.
+            static func request(
+                _ method: String,
+                _ transport: Transport,
+                _ localPort: Int,
+                _ callID: String,
+                body: [UInt8],
+                type: String
+            ) -> [UInt8] {
+                let head = SIPRequests.readableHead(
+                    transport,
+                    localPort: localPort,
+                    requestLine: "\(method) sip:202@\(DirectoryFixture.domain) SIP/2.0",
+                    callID: callID
+                ).replacingOccurrences(of: "CSeq: 7 OPTIONS", with: "CSeq: 7 \(method)")
+                let event = method == "PUBLISH" ? "presence" : "dialog"
+                let fields = "Event: \(event)\r\nSubscription-State: active\r\nContent-Type: application/\(type)\r\n"
+                return Array((head + fields + "Content-Length: \(body.count)\r\n\r\n").utf8) + body
             }
 
             enum Expectation {
@@ -153,6 +209,10 @@ extension EndToEnd {
                 // RFC 3261 §18.3: on a datagram, bytes past the Content-Length are discarded;
                 // on a stream they begin the next message.
                 case (.contentLengthShort, .udp): .answer(status: 200)
+                // Issue 9: a PUBLISH or NOTIFY body is never parsed, let alone with entity
+                // expansion: BusyLamp is the notifier and takes neither (405, with Allow).
+                case (.publishExpandingEntities, _), (.notifyDeeplyNested, _), (.notifyInvalidUTF8Body, _):
+                    .answer(status: 405)
                 default: .survival
                 }
             }

@@ -8,7 +8,7 @@ import Testing
 struct AppDatabaseTests {
     /// Shipped migrations are frozen: a schema change is a new migration appended here.
     @Test func migrationsAreNamedAndInOrder() {
-        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions", "v3-listener"])
+        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions", "v3-listener", "v4-call-teardowns"])
     }
 
     @Test func durabilitySettings() throws {
@@ -32,7 +32,7 @@ struct AppDatabaseTests {
         // 2 = FULL: the WAL is synced at every commit (see AppDatabase).
         #expect(synchronous == 2)
         #expect(foreignKeys == true)
-        #expect(applied == ["v1", "v2-subscriptions", "v3-listener"])
+        #expect(applied == ["v1", "v2-subscriptions", "v3-listener", "v4-call-teardowns"])
     }
 
     @Test func schemaKeepsHashesNotPasswords() throws {
@@ -48,7 +48,7 @@ struct AppDatabaseTests {
             let lineColumns = try db.columns(in: "lines").map(\.name)
             return (tables, lineColumns)
         }
-        #expect(tables == ["accounts", "bindings", "lines", "platform_settings", "subscriptions", "trunks"])
+        #expect(tables == ["accounts", "bindings", "call_teardowns", "lines", "platform_settings", "subscriptions", "trunks"])
         #expect(lineColumns.contains("ha1_md5"))
         #expect(lineColumns.contains("ha1_sha256"))
         #expect(!lineColumns.contains { $0.contains("password") })

@@ -316,7 +316,7 @@ struct SubscriptionStoreTests {
     }
 
     @Test func theMigrationsRunInOrderAndKeepOlderRows() throws {
-        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions", "v3-listener"])
+        #expect(AppDatabase.migrator.migrations == ["v1", "v2-subscriptions", "v3-listener", "v4-call-teardowns"])
 
         // A database written by a release with only v1 (with a binding) gains the table and the
         // listener column, and keeps its rows (their listener unknown: NULL).
@@ -357,7 +357,7 @@ struct SubscriptionStoreTests {
                 try db.indexes(on: SubscriptionRecord.databaseTableName).map(\.columns)
             )
         }
-        #expect(applied == ["v1", "v2-subscriptions", "v3-listener"])
+        #expect(applied == ["v1", "v2-subscriptions", "v3-listener", "v4-call-teardowns"])
         #expect(indexedColumns.contains(["target_number"]))
         #expect(indexedColumns.contains(["expires_at"]))
         #expect(try store.allBindings() == [binding])

@@ -48,7 +48,11 @@ struct AppDatabaseTests {
             let lineColumns = try db.columns(in: "lines").map(\.name)
             return (tables, lineColumns)
         }
-        #expect(tables == ["accounts", "bindings", "call_teardowns", "lines", "platform_settings", "subscriptions", "trunks"])
+        #expect(
+            tables == [
+                "accounts", "bindings", "call_teardowns", "lines", "platform_settings", "subscriptions", "trunks",
+            ]
+        )
         #expect(lineColumns.contains("ha1_md5"))
         #expect(lineColumns.contains("ha1_sha256"))
         #expect(!lineColumns.contains { $0.contains("password") })

@@ -81,8 +81,9 @@ public final class SIPServer: Sendable {
         /// Live subscriptions per watched line and per source address, for the server (each
         /// shard keeps its share: the kernel spreads a source's ports over the shards).
         public var subscriptionLimits = SubscriptionAdmission.Limits()
-        /// NOTIFYs per second after a restart, for the server (each shard keeps its share): the
-        /// restored subscriptions' first NOTIFYs go out at this pace, not in one burst.
+        /// NOTIFYs per second after a restart, for the server: the restored subscriptions' first
+        /// NOTIFYs go out at this pace, not in one burst. Each shard's share is in proportion to
+        /// the subscriptions it restores, so a shard holding most of them is not held to 1/N.
         public var restartNotifiesPerSecond = 25_000
         /// Requests per source address, for the server (each shard keeps its share).
         public var sourceRates = SourceRateLimiter<SourceIPAddress>.Settings()
@@ -123,7 +124,6 @@ public final class SIPServer: Sendable {
         )
         shardConfiguration.sourceRates.requestsPerSecond = share(configuration.sourceRates.requestsPerSecond)
         shardConfiguration.sourceRates.burst = share(configuration.sourceRates.burst)
-        shardConfiguration.restartNotifiesPerSecond = share(configuration.restartNotifiesPerSecond)
         shardConfiguration.transport.sharesPorts = eventLoops.count > 1
         // One secret: a nonce one shard issued is good on another.
         let nonceSecret = NonceManager.makeSecret()
@@ -175,7 +175,14 @@ public final class SIPServer: Sendable {
         await lineOwner.endInterruptedCalls(interruptedCalls)
         let routing = ShardRouting(shardCount: shards.count)
         let byShard = Dictionary(grouping: subscriptions) { routing.shard(ofDialogTag: $0.dialog.localTag) }
-        for shard in shards { await shard.restore(subscriptions: byShard[shard.index] ?? []) }
+        for shard in shards {
+            let restored = byShard[shard.index] ?? []
+            let rateShare = Double(configuration.restartNotifiesPerSecond) * Double(restored.count)
+            await shard.restore(
+                subscriptions: restored,
+                notifiesPerSecond: max(1, rateShare / Double(max(1, subscriptions.count)))
+            )
+        }
         logger.info(
             "SIP listeners bound",
             metadata: [

@@ -422,9 +422,11 @@ extension SIPShard {
     // right), then every stored subscription gets a NOTIFY with the current state.
 
     /// The stored subscriptions of this shard (where their refreshes will be routed), after
-    /// the line owner restored the bindings: every watcher gets a NOTIFY with the current state.
-    func restore(subscriptions: [Subscription]) async {
+    /// the line owner restored the bindings: every watcher gets a NOTIFY with the current state,
+    /// `notifiesPerSecond` of them at most (this shard's share of `restartNotifiesPerSecond`).
+    func restore(subscriptions: [Subscription], notifiesPerSecond: Double) async {
         try? await eventLoop.submit { [self] in
+            restartNotifiesPerSecond = notifiesPerSecond
             execute(notifier.restore(subscriptions, now: Date()))
         }.get()
     }

@@ -68,7 +68,10 @@ final class SIPShard: @unchecked Sendable {
     private var timersEpoch = NIODeadline.now()
     /// When the last tick ran, and the guard it feeds.
     private var lastTickAt = NIODeadline.now()
-    /// Restored subscriptions' first NOTIFYs this shard may send now (``restartNotifiesPerSecond``).
+    /// Restored subscriptions' first NOTIFYs this shard may send per second: its share of the
+    /// server's `restartNotifiesPerSecond`, set when it restores them.
+    var restartNotifiesPerSecond = 1.0
+    /// Restored subscriptions' first NOTIFYs this shard may send now.
     private var restartNotifyAllowance = 0.0
     var overload: OverloadGuard
     /// Requests per source address: a flood from one address is dropped unread (issue 9).
@@ -484,7 +487,7 @@ final class SIPShard: @unchecked Sendable {
             restartNotifyAllowance = 0
             return
         }
-        let rate = Double(configuration.restartNotifiesPerSecond)
+        let rate = restartNotifiesPerSecond
         let elapsed = Double((NIODeadline.now() - previousTick).nanoseconds) / 1e9
         // A stalled loop does not earn a burst: at most a tenth of a second's worth at once.
         restartNotifyAllowance = min(restartNotifyAllowance + rate * elapsed, max(1, rate / 10))

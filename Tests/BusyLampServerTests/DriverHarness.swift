@@ -55,16 +55,18 @@ final class DriverHarness: Sendable {
         FileManager.default.temporaryDirectory.appendingPathComponent("busylamp-driver-\(UUID().uuidString)")
     }
 
-    /// Starts a server with one shard on `listenAddresses` (UDP on 127.0.0.1, port 0 by default),
-    /// on the store in `folder` (a new one by default; `stop` removes it).
+    /// Starts a server with `shards` shards (one by default) on `listenAddresses` (UDP on
+    /// 127.0.0.1, port 0 by default), on the store in `folder` (a new one by default; `stop`
+    /// removes it).
     static func start(
+        shards: Int = 1,
         listenAddresses: [SIPListenAddress] = [SIPListenAddress(transport: .udp, host: "127.0.0.1", port: 0)],
         folder: URL = makeFolder(),
         configure: (inout SIPServer.Configuration) -> Void = { _ in }
     ) async throws -> DriverHarness {
         let store = try SQLiteStore.open(dataDirectory: folder)
         try store.replaceDirectory(with: directory)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: shards)
         var configuration = SIPServer.Configuration()
         configuration.listenAddresses = listenAddresses
         configure(&configuration)

@@ -32,6 +32,14 @@ def start(binary, folder, extra=()):
         if line.strip() == "ready": return proc, port, time.monotonic()
     raise SystemExit("server ended before ready; see %s" % out.name)
 
+def udp_receive_buffer_drops():
+    """The machine's count of datagrams dropped for a full socket buffer (/proc/net/snmp): a run
+    where the receivers fell behind (another busy process on the machine) shows it here, and its
+    late NOTIFYs are retransmissions, not the server's pace."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
 def receiver(sock, deadline, results):
     """Answers each NOTIFY 200 and records the first arrival time per Call-ID."""
     first = {}
@@ -83,10 +91,12 @@ def main():
     deadline = time.monotonic() + args.seconds
     workers = [mp.Process(target=receiver, args=(s, deadline, results)) for s in sockets]
     for w in workers: w.start()
+    drops_before = udp_receive_buffer_drops()
     proc, _, ready = start(args.binary, folder)
     first = {}
     for _ in workers: first.update(results.get())
     for w in workers: w.join()
+    drops = udp_receive_buffer_drops() - drops_before
     proc.send_signal(signal.SIGTERM); proc.wait(timeout=20)
     times = sorted(first.values())
     def busiest(window):
@@ -98,7 +108,8 @@ def main():
     report = {"subscriptions": args.subscriptions, "notified": len(times),
               "first_after_ready_s": round(times[0] - ready, 3) if times else None,
               "last_after_ready_s": round(times[-1] - ready, 3) if times else None,
-              "busiest_4ms": busiest(0.004), "busiest_100ms": busiest(0.1)}
+              "busiest_4ms": busiest(0.004), "busiest_100ms": busiest(0.1),
+              "udp_receive_buffer_drops": drops}
     print(json.dumps(report))
     sys.exit(0 if len(times) == args.subscriptions else 1)
 

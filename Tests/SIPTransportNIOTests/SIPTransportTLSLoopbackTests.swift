@@ -153,6 +153,45 @@ struct SIPTransportTLSLoopbackTests {
         }
     }
 
+    /// A half-open TLS peer (issue 9: a cut-off for slow or half-open peers): the first bytes of
+    /// a ClientHello, then silence. The handshake never completes, so no message ever reaches
+    /// the idle timer's side of the TLS handler; the connection is closed after
+    /// `streamIdleTimeout` all the same, not held for ever.
+    @Test func aHandshakeThatStallsIsClosedAtTheIdleTimeout() async throws {
+        let folder = try CertificateFolder()
+        var configuration = SIPTransport.Configuration()
+        configuration.tlsCertificate = try folder.makeCertificate()
+        configuration.streamIdleTimeout = .milliseconds(300)
+        try await SIPTransportLoopbackTests.withServer(configuration, listening: [.tls]) { server in
+            let raw = try await ClientBootstrap(group: server.group)
+                .connect(host: "127.0.0.1", port: server.tls.port!) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+            let clock = ContinuousClock()
+            let start = clock.now
+            let bytesBeforeClose: Int = try await raw.executeThenClose { inbound, outbound in
+                // A TLS record header announcing a 512-byte handshake message, and 4 of its bytes.
+                do {
+                    try await outbound.write(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC]))
+                } catch ChannelError.ioOnClosedChannel {}
+                var count = 0
+                do {
+                    for try await buffer in inbound { count += buffer.readableBytes }
+                } catch let error as IOError where error.errnoCode == ECONNRESET {}
+                return count
+            }
+            let elapsed = clock.now - start
+            #expect(bytesBeforeClose == 0, "the server answered a third of a ClientHello")
+            #expect(elapsed >= .milliseconds(250))
+            // "Closed, not left open": a bound, not a timing (two cores, parallel tests).
+            #expect(elapsed < .seconds(60))
+            let remaining = try await server.transport.eventLoop.submit { server.transport.connectionCount }.get()
+            #expect(remaining == 0)
+        }
+    }
+
     // MARK: Reloading the certificate
 
     @Test func aReloadedCertificateIsShownToNewConnectionsWhileOldOnesGoOn() async throws {

@@ -13,7 +13,7 @@ struct BusyLampLoad: ParsableCommand {
             A live progress line goes to standard error once per second; the table to standard
             output; --json FILE writes every figure.
             """,
-        subcommands: [Register.self, Subscribe.self, Calls.self, Fanout.self, SelfCheck.self]
+        subcommands: [Register.self, Subscribe.self, Calls.self, Fanout.self, Soak.self, SelfCheck.self]
     )
 }
 

@@ -96,7 +96,7 @@ enum LoadTimer: Sendable {
 ///
 /// Confined to `loop`: every method runs there (the handlers call in from the loop's channels,
 /// the main thread only through `loop.submit`), hence `@unchecked Sendable`.
-final class LoadShard: @unchecked Sendable {
+final class LoadShard: DatagramReceiver, @unchecked Sendable {
     let plan: LoadPlan
     let loop: EventLoop
     private let parser = SIPParser()
@@ -162,22 +162,7 @@ final class LoadShard: @unchecked Sendable {
             firstCalleeSocket = ports.count
         }
         dirty = Array(repeating: false, count: ports.count)
-        let binds = ports.enumerated().map { index, port in
-            DatagramBootstrap(group: loop)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .channelOption(.socketOption(.so_rcvbuf), value: 8 << 20)
-                .channelOption(.socketOption(.so_sndbuf), value: 8 << 20)
-                .channelOption(.datagramVectorReadMessageCount, value: 8)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 8192))
-                .channelOption(.maxMessagesPerRead, value: 16)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(DatagramHandler(shard: self, socket: index))
-                    }
-                }
-                .bind(host: "127.0.0.1", port: port)
-        }
-        return EventLoopFuture.whenAllSucceed(binds, on: loop).map { channels in
+        return LoopbackSockets.bind(ports: ports, on: loop, receiver: self).map { channels in
             self.channels = channels
             self.locals = channels.map { "127.0.0.1:\($0.localAddress?.port ?? 0)" }
         }
@@ -1005,30 +990,5 @@ final class LoadShard: @unchecked Sendable {
         currentCall = fanout.count - 1
         nextCallAt = time + UInt64(plan.callIntervalMillis) * 1_000_000
         startFlow(.call, user: (fanout.count - 1) % plan.callers.count, socket: callerSocket ?? 0)
-    }
-}
-
-/// Hands one socket's datagrams to its shard.
-final class DatagramHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-
-    private let shard: LoadShard
-    private let socket: Int
-
-    init(shard: LoadShard, socket: Int) {
-        self.shard = shard
-        self.socket = socket
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        shard.receive(unwrapInboundIn(data), socket: socket)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        shard.flush()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // ICMP port unreachable and the like: the flows' timers deal with what was lost.
     }
 }

@@ -102,8 +102,7 @@ final class LoadShard: DatagramReceiver, @unchecked Sendable {
     private let parser = SIPParser()
     private let allocator = ByteBufferAllocator()
 
-    private var channels: [Channel] = []
-    private var locals: [String] = []
+    private var io = LoopbackSocketSet()
     /// Index of the first callee socket in `channels`; callee sockets take INVITEs.
     private var firstCalleeSocket = 0
     private var callerSocket: Int?
@@ -131,7 +130,6 @@ final class LoadShard: DatagramReceiver, @unchecked Sendable {
     private var currentCall: Int?
     private var settleUntil: UInt64 = 0
     private var task: RepeatedTask?
-    private var dirty: [Bool] = []
     let done: EventLoopPromise<Void>
 
     /// Every flow's and leg's timer, in milliseconds since `origin` (SIPTransactions' wheel:
@@ -161,29 +159,22 @@ final class LoadShard: DatagramReceiver, @unchecked Sendable {
         } else {
             firstCalleeSocket = ports.count
         }
-        dirty = Array(repeating: false, count: ports.count)
         return LoopbackSockets.bind(ports: ports, on: loop, receiver: self).map { channels in
-            self.channels = channels
-            self.locals = channels.map { "127.0.0.1:\($0.localAddress?.port ?? 0)" }
+            self.io = LoopbackSocketSet(channels)
         }
     }
 
     func close() -> EventLoopFuture<Void> {
         task?.cancel()
-        let closes = channels.map { $0.close() }
-        return EventLoopFuture.andAllComplete(closes, on: loop)
+        return io.close(on: loop)
     }
 
     private func send(_ buffer: ByteBuffer, socket: Int, to address: SocketAddress) {
-        channels[socket].write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
-        dirty[socket] = true
+        io.send(buffer, socket: socket, to: address)
     }
 
     func flush() {
-        for index in dirty.indices where dirty[index] {
-            dirty[index] = false
-            channels[index].flush()
-        }
+        io.flush()
     }
 
     // MARK: Running
@@ -362,7 +353,7 @@ final class LoadShard: DatagramReceiver, @unchecked Sendable {
     private func sendRequest(_ index: Int, challenge: (ClientChallenge, proxy: Bool)?) {
         let flow = flows[index]
         let phone = user(of: flow)
-        let local = locals[Int(flow.socket)]
+        let local = io.locals[Int(flow.socket)]
         let method: StaticString
         let requestURI: String
         var fixed = ""
@@ -462,7 +453,7 @@ final class LoadShard: DatagramReceiver, @unchecked Sendable {
             SIPMessages.Request(
                 method: method,
                 requestURI: dialog.remoteTarget,
-                local: locals[Int(flow.socket)],
+                local: io.locals[Int(flow.socket)],
                 branch: branch,
                 fromValue: "<sip:\(phone.user)@\(plan.domain)>;tag=\(fromTag(index))",
                 toValue: dialog.toValue,
@@ -781,7 +772,7 @@ final class LoadShard: DatagramReceiver, @unchecked Sendable {
             SIPMessages.Request(
                 method: "ACK",
                 requestURI: "sip:\(phone.target)@\(plan.domain)",
-                local: locals[Int(flow.socket)],
+                local: io.locals[Int(flow.socket)],
                 branch: "z9hG4bK.\(plan.shardIndex).\(index).\(flow.cseq).\(plan.token)",
                 fromValue: "<sip:\(phone.user)@\(plan.domain)>;tag=\(fromTag(index))",
                 toValue: response.headers[.to] ?? "",
@@ -894,7 +885,7 @@ final class LoadShard: DatagramReceiver, @unchecked Sendable {
             setup[.calleeInvites] += 1
             let index = freeLegs.popLast() ?? legs.count
             let tag = "c\(index).\(plan.token)"
-            let contact = "<sip:callee@\(locals[socket])>"
+            let contact = "<sip:callee@\(io.locals[socket])>"
             let ringing = SIPMessages.response(
                 to: request,
                 status: 180,

@@ -56,3 +56,36 @@ final class DatagramHandler: ChannelInboundHandler {
         // ICMP port unreachable and the like: the flows' timers deal with what was lost.
     }
 }
+
+/// A shard's bound sockets: what it writes leaves at the next flush, one flush per socket
+/// written to (a batch of sends becomes one sendmmsg).
+struct LoopbackSocketSet {
+    private(set) var channels: [Channel] = []
+    /// `127.0.0.1:PORT` of each socket: the Via sent-by and the Contact of what it sends.
+    private(set) var locals: [String] = []
+    private var dirty: [Bool] = []
+
+    init() {}
+
+    init(_ channels: [Channel]) {
+        self.channels = channels
+        self.locals = channels.map { "127.0.0.1:\($0.localAddress?.port ?? 0)" }
+        self.dirty = Array(repeating: false, count: channels.count)
+    }
+
+    mutating func send(_ buffer: ByteBuffer, socket: Int, to address: SocketAddress) {
+        channels[socket].write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
+        dirty[socket] = true
+    }
+
+    mutating func flush() {
+        for index in dirty.indices where dirty[index] {
+            dirty[index] = false
+            channels[index].flush()
+        }
+    }
+
+    func close(on loop: EventLoop) -> EventLoopFuture<Void> {
+        EventLoopFuture.andAllComplete(channels.map { $0.close() }, on: loop)
+    }
+}

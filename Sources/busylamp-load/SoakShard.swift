@@ -130,9 +130,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
 
     private let parser = SIPParser()
     private let allocator = ByteBufferAllocator()
-    private var channels: [Channel] = []
-    private var locals: [String] = []
-    private var dirty: [Bool] = []
+    private var io = LoopbackSocketSet()
     private var task: RepeatedTask?
     private var origin: UInt64 = 0
     private var random: SplitMix64
@@ -171,28 +169,22 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
 
     func bind() -> EventLoopFuture<Void> {
         let ports = Array(repeating: 0, count: plan.sockets)
-        dirty = Array(repeating: false, count: ports.count)
         return LoopbackSockets.bind(ports: ports, on: loop, receiver: self).map { channels in
-            self.channels = channels
-            self.locals = channels.map { "127.0.0.1:\($0.localAddress?.port ?? 0)" }
+            self.io = LoopbackSocketSet(channels)
         }
     }
 
     func close() -> EventLoopFuture<Void> {
         task?.cancel()
-        return EventLoopFuture.andAllComplete(channels.map { $0.close() }, on: loop)
+        return io.close(on: loop)
     }
 
     private func send(_ buffer: ByteBuffer, socket: Int, to address: SocketAddress) {
-        channels[socket].write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
-        dirty[socket] = true
+        io.send(buffer, socket: socket, to: address)
     }
 
     func flush() {
-        for index in dirty.indices where dirty[index] {
-            dirty[index] = false
-            channels[index].flush()
-        }
+        io.flush()
     }
 
     // MARK: Running
@@ -419,7 +411,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
         var request = SIPMessages.Request(
             method: "REGISTER",
             requestURI: "sip:\(plan.domain)",
-            local: locals[socket],
+            local: io.locals[socket],
             branch: "z9hG4bK.r\(index).\(phones[index].cseq).\(plan.token)",
             fromValue: "<sip:\(line.number)@\(plan.domain)>;tag=rf\(index)",
             toValue: "<sip:\(line.number)@\(plan.domain)>",
@@ -450,6 +442,13 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
         )
     }
 
+    /// When to refresh what lasts `expires` seconds from `time`: between 40 % and 60 % of it,
+    /// spread so that the refreshes do not bunch.
+    private func refreshTime(_ time: UInt64, expires: Int) -> UInt64 {
+        let millis = UInt64(max(1, expires)) * 1000
+        return time + millis * 2 / 5 + random.next(below: millis / 5)
+    }
+
     private func refreshRegistrations(_ time: UInt64) {
         guard stage != .registering else { return }
         for index in phones.indices where !phones[index].registerInFlight && phones[index].nextRegisterAt <= time {
@@ -469,9 +468,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
             phones[index].registered = true
             phones[index].everRegistered = true
             count("ok REGISTER")
-            // refresh between 40 % and 60 % of the interval, spread so refreshes do not bunch
-            let expires = UInt64(plan.registerExpires) * 1000
-            phones[index].nextRegisterAt = time + expires * 2 / 5 + random.next(below: expires / 5)
+            phones[index].nextRegisterAt = refreshTime(time, expires: plan.registerExpires)
         default:
             phones[index].registerInFlight = false
             phones[index].registered = false
@@ -497,7 +494,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
         var request = SIPMessages.Request(
             method: "SUBSCRIBE",
             requestURI: requestURI,
-            local: locals[socket],
+            local: io.locals[socket],
             branch: "z9hG4bK.w\(index).\(watches[index].cseq).\(plan.token)",
             fromValue: "<sip:\(watcher.number)@\(plan.domain)>;tag=\(watch.fromTag)",
             toValue: to,
@@ -553,8 +550,8 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
                 watches[index].remoteTarget = response.headers[.contact].map(SIPMessages.uri(ofContact:))
                 watches[index].routes = Array(response.headers.values(.recordRoute).flatMap(splitSIPList).reversed())
             }
-            let expires = UInt64(Self.expires(response.headers[.expires]) ?? plan.subscribeExpires) * 1000
-            watches[index].nextRefreshAt = time + expires * 2 / 5 + random.next(below: expires / 5)
+            let expires = Self.expires(response.headers[.expires]) ?? plan.subscribeExpires
+            watches[index].nextRefreshAt = refreshTime(time, expires: expires)
         default:
             let wasActive = watches[index].active
             watches[index].inFlight = false
@@ -696,7 +693,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
         var request = SIPMessages.Request(
             method: "INVITE",
             requestURI: call.requestURI,
-            local: locals[socket],
+            local: io.locals[socket],
             branch: branch,
             fromValue: "<sip:\(line.number)@\(plan.domain)>;tag=\(call.fromTag)",
             toValue: "<\(call.requestURI)>",
@@ -797,7 +794,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
             SIPMessages.Request(
                 method: "ACK",
                 requestURI: call.requestURI,
-                local: locals[socket],
+                local: io.locals[socket],
                 branch: call.inviteBranch,
                 fromValue: "<sip:\(plan.phones[call.caller].number)@\(plan.domain)>;tag=\(call.fromTag)",
                 toValue: response.headers[.to] ?? "<\(call.requestURI)>",
@@ -819,7 +816,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
             SIPMessages.Request(
                 method: method,
                 requestURI: call.remoteTarget ?? call.requestURI,
-                local: locals[socket],
+                local: io.locals[socket],
                 branch: branch,
                 fromValue: "<sip:\(plan.phones[call.caller].number)@\(plan.domain)>;tag=\(call.fromTag)",
                 toValue: call.toValue ?? "<\(call.requestURI)>",
@@ -862,7 +859,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
             SIPMessages.Request(
                 method: "CANCEL",
                 requestURI: call.requestURI,
-                local: locals[socket],
+                local: io.locals[socket],
                 branch: call.inviteBranch,
                 fromValue: "<sip:\(plan.phones[call.caller].number)@\(plan.domain)>;tag=\(call.fromTag)",
                 toValue: "<\(call.requestURI)>",
@@ -1030,7 +1027,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
         if let call = callByCallID[callID] {
             // a re-INVITE in our dialog (the picker's): our answer at once
             let phone = calls[call].caller
-            let contact = "<sip:\(plan.phones[phone].number)@\(locals[socket])>"
+            let contact = "<sip:\(plan.phones[phone].number)@\(io.locals[socket])>"
             let answer = SIPMessages.response(
                 to: request,
                 status: 200,
@@ -1062,7 +1059,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
             return
         }
         count("INVITE received")
-        let contact = "<sip:\(plan.phones[phone].number)@\(locals[socket])>"
+        let contact = "<sip:\(plan.phones[phone].number)@\(io.locals[socket])>"
         let ringing = SIPMessages.response(
             to: request,
             status: 180,
@@ -1097,7 +1094,7 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
         for (legKey, leg) in legs where leg.nextAt <= time {
             switch leg.phase {
             case .ringing:
-                let contact = "<sip:\(plan.phones[leg.phone].number)@\(locals[leg.socket])>"
+                let contact = "<sip:\(plan.phones[leg.phone].number)@\(io.locals[leg.socket])>"
                 let answer = SIPMessages.response(
                     to: leg.request,
                     status: 200,

@@ -118,6 +118,18 @@ def main():
     bound = a.seconds + a.warmup_calls + a.settle + 400
     killer = threading.Timer(bound, load.kill)
     killer.start()
+    # VmRSS every 5 s while the load runs: a leak climbs, a cache levels off
+    trace = []
+    stop_trace = threading.Event()
+
+    def sample():
+        while not stop_trace.wait(5):
+            try:
+                trace.append((round(time.time() - t0), server.rss_kb()))
+            except OSError:
+                return
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     for line in load.stdout:
         sys.stdout.write(line)
         if line.strip() == "soak: warm" and rss_warm is None:
@@ -126,6 +138,8 @@ def main():
             print("soak: warm after %.0f s, server VmRSS %d kB" % (warm_at, rss_warm))
     rc = load.wait()
     killer.cancel()
+    stop_trace.set()
+    sampler.join()
     problems = []
     if rc != 0:
         problems.append("busylamp-load soak exited %d" % rc)
@@ -222,7 +236,7 @@ def main():
         "picked_up": c.get("ok INVITE (picker)", 0), "retransmissions": sum(v for k, v in c.items() if k.startswith("retransmitted")),
         "failures": failures, "rss_start_kb": rss_start, "rss_warm_kb": rss_warm, "rss_end_kb": rss_end,
         "rss_growth_pct": round(growth, 1), "server_log_problems": log_problems, "wall_s": round(time.time() - t0, 1),
-        "server_exit": server_rc,
+        "server_exit": server_rc, "rss_trace": trace,
     }
     print()
     print("soak: %(phones)d phones (%(registered_at_end)d registered at the end), %(subscriptions)d subscriptions "
@@ -233,6 +247,9 @@ def main():
           "pickups %(pickups)d (%(picked_up)d answered); retransmissions %(retransmissions)d, failures %(failures)d" % figures)
     print("soak: server VmRSS %(rss_start_kb)d kB at start, %(rss_warm_kb)s kB after warm-up, %(rss_end_kb)d kB at the end "
           "(%(rss_growth_pct)+.1f %%); %(server_log_problems)d warning/error log lines; %(wall_s).0f s in all" % figures)
+    if trace:
+        step = max(1, len(trace) // 8)
+        print("soak: VmRSS during the load (s: kB): %s" % ", ".join("%d: %d" % t for t in trace[::step] + [trace[-1]]))
     if log_problems:
         print("soak: first log lines at warning or worse: %s" % first_lines)
     if a.json:

@@ -885,9 +885,10 @@ final class SoakShard: DatagramReceiver, @unchecked Sendable {
     /// the caller's BYE, relayed.
     private func endCall(_ index: Int, at time: UInt64) {
         let call = calls[index]
+        guard call.kind == .normal else { return }
         calls[index].endRequested = true
         switch call.phase {
-        case .talking where call.kind == .normal:
+        case .talking:
             bye(index, at: time)
         case .ringing where call.pickerCall == nil:
             cancel(index, at: time)

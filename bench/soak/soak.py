@@ -66,6 +66,15 @@ class API:
                 time.sleep(0.5)
 
 
+def api_view(api, targets):
+    """What the end checks read: each watched line's state, every line's lamp (with its
+    registration), and the account's subscriptions."""
+    states = {ext: api.get("/api/v1/accounts/%s/lines/%s/state" % (ACCOUNT, ext)) for ext in targets}
+    lamps = {l["extension"]: l for l in api.get("/api/v1/accounts/%s/lamps" % ACCOUNT)["lamps"]}
+    listed = api.get("/api/v1/accounts/%s/subscriptions" % ACCOUNT)["subscriptions"]
+    return states, lamps, listed
+
+
 def http_port(folder):
     text = open(os.path.join(folder, "stdout.log")).read()
     m = re.search(r"^http 127\.0\.0\.1:(\d+)$", text, re.M)
@@ -130,12 +139,18 @@ def main():
                 return
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    targets = sorted({str(first + (i * a.targets + slot) % a.call_pool) for i in range(a.watchers) for slot in range(a.targets)})
     for line in load.stdout:
         sys.stdout.write(line)
         if line.strip() == "soak: warm" and rss_warm is None:
             warm_at = time.time() - t0
+            # The end's checks read the API; so does the warm-up, so that the memory both
+            # figures are taken after holds the same caches and buffers.
+            rss_before_api = server.rss_kb()
+            api_view(api, targets)
             rss_warm = server.rss_kb()
-            print("soak: warm after %.0f s, server VmRSS %d kB" % (warm_at, rss_warm))
+            print("soak: warm after %.0f s, server VmRSS %d kB (%d kB before a first pass over the API)" % (
+                warm_at, rss_warm, rss_before_api))
     rc = load.wait()
     killer.cancel()
     stop_trace.set()
@@ -148,10 +163,9 @@ def main():
         problems.append("no report from busylamp-load soak")
         report = {"phones": [], "watches": [], "counts": {}, "failures": {}, "failureSamples": []}
 
+    states, lamps, listed = api_view(api, sorted({w["target"] for w in report["watches"]}))
+
     # --- the lamps: every watcher's last NOTIFY against the API --------------------------
-    states = {}
-    for ext in sorted({w["target"] for w in report["watches"]}):
-        states[ext] = api.get("/api/v1/accounts/%s/lines/%s/state" % (ACCOUNT, ext))
     lamp_wrong = []
     for w in report["watches"]:
         api_state = states[w["target"]]["state"]
@@ -163,7 +177,6 @@ def main():
         problems.append("%d lamps wrong, e.g. %s" % (len(lamp_wrong), "; ".join(lamp_wrong[:5])))
 
     # --- registrations -------------------------------------------------------------------
-    lamps = {l["extension"]: l for l in api.get("/api/v1/accounts/%s/lamps" % ACCOUNT)["lamps"]}
     reg_wrong = []
     for p in report["phones"]:
         api_registered = lamps.get(p["ext"], {}).get("registered")
@@ -180,7 +193,6 @@ def main():
         problems.append("%d of %d phones not registered at the end" % (len(report["phones"]) - registered, len(report["phones"])))
 
     # --- subscriptions -------------------------------------------------------------------
-    listed = api.get("/api/v1/accounts/%s/subscriptions" % ACCOUNT)["subscriptions"]
     dialog = [s for s in listed if s.get("event") == "dialog"]
     api_pairs = sorted((s["watcher"], s["target"]) for s in dialog)
     tool_pairs = sorted((w["watcher"], w["target"]) for w in report["watches"] if w["active"])

@@ -155,7 +155,7 @@ let package = Package(
         // MARK: Tests mirror the sources
         .testTarget(name: "SIPCoreTests", dependencies: ["SIPCore"], resources: [.copy("Fixtures")]),
         .testTarget(name: "SIPTransactionsTests", dependencies: ["SIPTransactions"]),
-        .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth"]),
+        .testTarget(name: "SIPAuthTests", dependencies: ["SIPAuth", "SIPCore"]),
         .testTarget(name: "BusyLampCoreTests", dependencies: ["BusyLampCore"]),
         .testTarget(
             name: "SIPTransportNIOTests",

@@ -9,8 +9,10 @@ import struct Foundation.URL
 let busyLampRoot = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent()
 let busyLampPackage = busyLampRoot.lastPathComponent.lowercased()
 
-// A libFuzzer harness for the SIP parser. It is a separate package so that the sanitizer
-// flags never reach the main build. Build and run it with `scripts/fuzz`.
+// libFuzzer harnesses: the SIP parser alone (SIPParserFuzzer), and the whole request path
+// through the sans-I/O machines (SIPRequestPathFuzzer). A separate package, so that the
+// sanitizer flags never reach the main build, and without the driver, the store or the admin
+// API (no NIO event loops, no GRDB, no Hummingbird). Build and run them with `scripts/fuzz`.
 let package = Package(
     name: "BusyLampFuzz",
     platforms: [.macOS(.v14)],
@@ -21,6 +23,17 @@ let package = Package(
             name: "SIPParserFuzzer",
             dependencies: ["CLibFuzzerDriver", .product(name: "SIPCore", package: busyLampPackage)],
             swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
-        )
+        ),
+        .executableTarget(
+            name: "SIPRequestPathFuzzer",
+            dependencies: [
+                "CLibFuzzerDriver",
+                .product(name: "SIPCore", package: busyLampPackage),
+                .product(name: "SIPTransactions", package: busyLampPackage),
+                .product(name: "SIPAuth", package: busyLampPackage),
+                .product(name: "BusyLampCore", package: busyLampPackage),
+            ],
+            swiftSettings: [.unsafeFlags(["-warnings-as-errors"])]
+        ),
     ]
 )

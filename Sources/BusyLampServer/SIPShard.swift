@@ -570,42 +570,10 @@ final class SIPShard: @unchecked Sendable {
 
     // MARK: Requests
 
-    /// Why the checks every request passes before its method is handled refuse `request`, as
-    /// the response's parts; `nil` when it passes them.
-    private struct GateRefusal {
-        var status: Int
-        var reason: String? = nil
-        var headers: [SIPHeaders.Field] = []
-        var includeCapabilities = false
-        /// The refusal counter's reason, for the refusals that are counted.
-        var countedAs: String? = nil
-    }
-
-    private func gateRefusal(of request: SIPRequest) -> GateRefusal? {
-        // RFC 3261 §8.2.1: a method we have never heard of gets 501.
-        guard SIPMethod.known.contains(request.method) else {
-            return GateRefusal(status: 501, includeCapabilities: true)
-        }
-        // §8.2.2.1: only SIP URIs name something here.
-        guard request.uri.isSIP else { return GateRefusal(status: 416) }
-        // Never an open relay: a request for another domain is refused, not forwarded.
-        // RFC 3261 §8.2.2.1: "If the Request-URI does not identify an address that the UAS is
-        // willing to accept requests for, it SHOULD reject the request with a 404".
-        // SUBSCRIBE is authenticated first and its admission checks the host in the order issue 3
-        // gives (digest, event, Accept, target), so that a refusal always says the first fault;
-        // INVITE likewise identifies its caller before `CallRouting` checks the host.
-        guard isLocal(request.uri) || request.method == .subscribe || request.method == .invite else {
-            return GateRefusal(status: 404, reason: "Domain Not Served Here", countedAs: "foreign_domain")
-        }
-        // §8.2.2.3: option tags we do not know in Require get 420 with Unsupported.
-        let unsupported = capabilities.unsupportedRequirements(of: request)
-        guard unsupported.isEmpty else {
-            return GateRefusal(
-                status: 420,
-                headers: [SIPHeaders.Field(name: .unsupported, value: unsupported.joined(separator: ", "))]
-            )
-        }
-        return nil
+    /// Why the checks every request passes before its method is handled (``RequestGate``)
+    /// refuse `request`; `nil` when it passes them.
+    private func gateRefusal(of request: SIPRequest) -> RequestGate.Refusal? {
+        RequestGate(capabilities: capabilities, localHosts: localHosts).refusal(of: request)
     }
 
     /// Whether `request` gets its 401 without a transaction, as a stateless UAS answers (RFC 3261

@@ -40,14 +40,40 @@ extension SIPParseError {
     ///
     /// `nil` when the message was a response (RFC 3261 §18.1.2: a malformed response is
     /// dropped) or when too little of it was readable to address an answer.
+    ///
+    /// Control characters in the copied values (the NUL in a display name that made the
+    /// request unparseable) are left out: what we send must be a message we would accept
+    /// ourselves, and the sender still matches the answer by its Via branch, tags and CSeq
+    /// (the request-path fuzzer found the 400 echoing the NUL back).
     public func makeResponse(toTag: String?) -> SIPResponse? {
         guard let context = responseContext, context.isRequest else { return nil }
+        // RFC 3261 §18.2.2 addresses a response by its top Via, and the answer copies every Via
+        // (§8.2.6.2): with one we cannot read, there is no answer we could read ourselves (the
+        // request-path fuzzer found the 400 carrying it), so the request is dropped. A 505 is
+        // the exception: its Vias name the other version, which is what it answers (RFC 4475
+        // §3.1.2.17 badvers).
+        guard code == .badVersion || context.via.allSatisfy(Self.isReadableVia) else { return nil }
         var headers = SIPHeaders()
-        for value in context.via { headers.add(.via, value) }
-        headers.add(.from, context.from)
-        headers.add(.to, SIPResponse.taggedTo(context.to, statusCode: statusCode, toTag: toTag))
-        headers.add(.callID, context.callID)
-        headers.add(.cseq, context.cseq)
+        for value in context.via { headers.add(.via, Self.withoutControlCharacters(value)) }
+        headers.add(.from, Self.withoutControlCharacters(context.from))
+        let to = Self.withoutControlCharacters(context.to)
+        headers.add(.to, SIPResponse.taggedTo(to, statusCode: statusCode, toTag: toTag))
+        headers.add(.callID, Self.withoutControlCharacters(context.callID))
+        headers.add(.cseq, Self.withoutControlCharacters(context.cseq))
         return SIPResponse(statusCode: statusCode, reasonPhrase: reasonPhrase, headers: headers)
+    }
+
+    /// Whether every element of one Via header value parses.
+    static func isReadableVia(_ value: String) -> Bool {
+        var headers = SIPHeaders()
+        headers.add(.via, value)
+        return headers.listElements(.via).allSatisfy { Via($0) != nil }
+    }
+
+    /// `value` without C0 controls (tab aside) and DEL: RFC 3261 §25.1 allows neither in a
+    /// header value.
+    static func withoutControlCharacters(_ value: String) -> String {
+        guard value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else { return value }
+        return String(value.unicodeScalars.filter { ($0.value >= 0x20 || $0.value == 0x09) && $0.value != 0x7F })
     }
 }

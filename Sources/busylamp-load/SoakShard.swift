@@ -1241,20 +1241,8 @@ extension LineLamp {
     }
 }
 
-/// A small seeded generator (Vigna's SplitMix64): the same seed, the same soak.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// The soak's draws from SIPCore's seeded generator: the same seed, the same soak.
+extension SplitMix64 {
     mutating func next(below bound: UInt64) -> UInt64 { bound == 0 ? 0 : next() % bound }
 
     mutating func next(in range: ClosedRange<Int>) -> Int {

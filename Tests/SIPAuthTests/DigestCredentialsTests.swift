@@ -1,3 +1,4 @@
+import SIPCore
 import Testing
 
 @testable import SIPAuth
@@ -179,7 +180,7 @@ import Testing
     /// anything that parses has all the required fields.
     @Test(arguments: 0..<4)
     func garbageNeverCrashes(seed: Int) {
-        var generator = SeededGenerator(seed: UInt64(seed) &* 7919 &+ 1)
+        var generator = SplitMix64(seed: UInt64(seed) &* 7919 &+ 1)
         let alphabet = Array(#"Digest usernamrlcoq=",\ "#.utf8) + [0, 9, 10, 13, 0x7F, 0xC3, 0xFF]
         var parsed = 0
         var refused = 0

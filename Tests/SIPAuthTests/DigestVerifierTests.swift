@@ -1,4 +1,5 @@
 import Foundation
+import SIPCore
 import Testing
 
 @testable import SIPAuth
@@ -17,7 +18,7 @@ import Testing
     }
 
     func challenge(_ verifier: DigestVerifier, at now: Date, algorithm: DigestAlgorithm = .md5) -> String {
-        var generator = SeededGenerator(seed: 42)
+        var generator = SplitMix64(seed: 42)
         return verifier.challenges(realm: realm, stale: false, now: now, using: &generator)
             .first { $0.algorithm == algorithm }!.headerValue
     }
@@ -38,7 +39,7 @@ import Testing
     }
 
     @Test func challengesFollowThePolicyOrderAndShareOneNonce() {
-        var generator = SeededGenerator(seed: 1)
+        var generator = SplitMix64(seed: 1)
         let challenges = makeVerifier().challenges(realm: realm, stale: false, now: testEpoch, using: &generator)
         #expect(challenges.map(\.algorithm) == [.md5, .sha256])
         #expect(Set(challenges.map(\.nonce)).count == 1)
@@ -173,7 +174,7 @@ import Testing
 
     @Test func algorithmNotOfferedIsRefused() throws {
         var verifier = makeVerifier(DigestPolicy(algorithms: [.sha256]))
-        var generator = SeededGenerator(seed: 3)
+        var generator = SplitMix64(seed: 3)
         let offered = verifier.challenges(realm: realm, stale: false, now: testEpoch, using: &generator)[0].headerValue
         let md5 = alice.authorization(
             challenge: offered.replacingOccurrences(of: "SHA-256", with: "MD5"),

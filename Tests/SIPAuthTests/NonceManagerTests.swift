@@ -1,4 +1,5 @@
 import Foundation
+import SIPCore
 import Testing
 
 @testable import SIPAuth
@@ -11,7 +12,7 @@ import Testing
     }
 
     func issue(_ nonces: NonceManager, at date: Date, seed: UInt64 = 1) -> String {
-        var generator = SeededGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         return nonces.issueNonce(realm: realm, now: date, using: &generator)
     }
 
@@ -132,7 +133,7 @@ import Testing
 
     @Test(arguments: [0, 1, 2, 3, 4, 5, 53, 54, 55])
     func base64URLRoundTrips(length: Int) {
-        var generator = SeededGenerator(seed: UInt64(length) + 3)
+        var generator = SplitMix64(seed: UInt64(length) + 3)
         let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let text = Base64URL.encode(bytes)
         #expect(text.utf8.count == Base64URL.encodedLength(length))

@@ -130,6 +130,50 @@ private func parseError(
         #expect(inURI?.statusCode == 400)
     }
 
+    /// The 400 for a control character in the To (or From) display name copies that header,
+    /// but never the control character: what we send must parse (the request-path fuzzer
+    /// found the NUL echoed back). Tags, Call-ID and CSeq stay, so the phone can match it.
+    @Test(arguments: [0x00, 0x01, 0x1B, 0x7F] as [UInt8])
+    func theAnswerToAControlCharacterDoesNotEchoIt(_ control: UInt8) throws {
+        let character = String(UnicodeScalar(control))
+        let bytes = message(
+            ["OPTIONS sip:202@sip.busylamp.test SIP/2.0"] + baseHeaders.filter { !$0.hasPrefix("To:") }
+                + ["To: \"Bob\(character)\" <sip:202@sip.busylamp.test>", "Content-Length: 0"]
+        )
+        let error = try #require(parseError(bytes))
+        let response = try #require(error.makeResponse(toTag: "t1"))
+        let wire = SIPMessage.response(response).serializedBytes
+        #expect(!wire.contains(control))
+        guard case .response(let parsed) = try SIPParser().parse(wire) else {
+            Issue.record("not a response")
+            return
+        }
+        #expect(parsed.statusCode == 400)
+        #expect(parsed.to?.tag == "t1")
+        #expect(parsed.callID == response.callID)
+    }
+
+    /// A request refused for another fault whose Via cannot be read gets no answer: the
+    /// answer would copy that Via (RFC 3261 §8.2.6.2) and could not be addressed by it
+    /// (§18.2.2). The request-path fuzzer found the 400 carrying it.
+    @Test func anUnreadableViaLeavesNoAnswer() throws {
+        let bytes = message(
+            ["OPTIONS sip:202@sip.busylamp.test SIP/2.0", "Via: !SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK2"]
+                + baseHeaders + ["Bad Line", "Content-Length: 0"]
+        )
+        let error = try #require(parseError(bytes))
+        #expect(error.makeResponse(toTag: "t1") == nil)
+        // The same fault with readable Vias is answered.
+        let readable = try #require(
+            parseError(
+                message(
+                    ["OPTIONS sip:202@sip.busylamp.test SIP/2.0"] + baseHeaders + ["Bad Line", "Content-Length: 0"]
+                )
+            )
+        )
+        #expect(readable.makeResponse(toTag: "t1")?.statusCode == 400)
+    }
+
     /// RFC 3261 §25.1 TEXT-UTF8: a display name (or any header) that is not UTF-8, a truncated
     /// sequence, an overlong encoding or a lone continuation byte, is a 400 that says so.
     @Test(arguments: [[0xFF, 0xFE], [0xC3], [0xC0, 0xAF], [0x80], [0xED, 0xA0, 0x80]] as [[UInt8]])

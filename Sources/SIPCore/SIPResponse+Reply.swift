@@ -47,12 +47,6 @@ extension SIPParseError {
     /// (the request-path fuzzer found the 400 echoing the NUL back).
     public func makeResponse(toTag: String?) -> SIPResponse? {
         guard let context = responseContext, context.isRequest else { return nil }
-        // RFC 3261 §18.2.2 addresses a response by its top Via, and the answer copies every Via
-        // (§8.2.6.2): with one we cannot read, there is no answer we could read ourselves (the
-        // request-path fuzzer found the 400 carrying it), so the request is dropped. A 505 is
-        // the exception: its Vias name the other version, which is what it answers (RFC 4475
-        // §3.1.2.17 badvers).
-        guard code == .badVersion || context.via.allSatisfy(Self.isReadableVia) else { return nil }
         var headers = SIPHeaders()
         for value in context.via { headers.add(.via, Self.withoutControlCharacters(value)) }
         headers.add(.from, Self.withoutControlCharacters(context.from))
@@ -61,13 +55,6 @@ extension SIPParseError {
         headers.add(.callID, Self.withoutControlCharacters(context.callID))
         headers.add(.cseq, Self.withoutControlCharacters(context.cseq))
         return SIPResponse(statusCode: statusCode, reasonPhrase: reasonPhrase, headers: headers)
-    }
-
-    /// Whether every element of one Via header value parses.
-    static func isReadableVia(_ value: String) -> Bool {
-        var headers = SIPHeaders()
-        headers.add(.via, value)
-        return headers.listElements(.via).allSatisfy { Via($0) != nil }
     }
 
     /// `value` without C0 controls (tab aside) and DEL: RFC 3261 §25.1 allows neither in a

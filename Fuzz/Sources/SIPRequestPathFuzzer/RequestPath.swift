@@ -737,11 +737,10 @@ struct RequestPath {
             _ = try parser.parse(bytes, framing: framing)
         } catch {
             // The copied From, To, Call-ID or CSeq may be what was wrong with the request, or
-            // wrong besides its first fault: echoed, as §8.2.6.2 asks. Never a control
-            // character, never a Via (a request it cannot address gets no answer) but in a 505,
-            // whose Via names the other version.
+            // wrong besides its first fault, Vias included: echoed, as §8.2.6.2 asks. Never a
+            // control character.
             if let requestFault, error.code == .badHeaderValue || error.code == .missingHeader,
-                requestFault.code == .badVersion || !error.reasonPhrase.contains("Via")
+                requestFault.code != .invalidBytes
             {
                 return
             }

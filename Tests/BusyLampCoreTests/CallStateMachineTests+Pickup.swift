@@ -475,4 +475,19 @@ struct CallStateMachinePickupTests {
         #expect(F.responses(actions, to: call.caller.transaction).map(\.statusCode) == [487])
         #expect(F.sent(actions, .bye).map(\.peer) == [F.joePhone])
     }
+
+    /// RFC 3261 §9.2. The request-path fuzzer found this: the CANCEL ended the call and sent the
+    /// picker nothing (no dialog to BYE in, no final response), so its INVITE waited forever.
+    @Test("a caller without offer cancels after its 200: nothing changes, its ACK completes the pickup")
+    func callerCancelAfterItsPickupAnswer() throws {
+        var call = Self.ringing(caller: F.callerInvite(body: []))
+        let picker = F.pickerInvite()
+        let pickedUp = call.machine.pickUp(by: picker)
+        #expect(F.responses(pickedUp, to: call.caller.transaction).map(\.statusCode) == [200])
+        #expect(call.machine.callerCancelled() == [])
+        let acked = call.machine.receivedACK(call.callerACK(body: F.aliceSDP), from: .caller)
+        let answer = try #require(F.responses(acked, to: picker.transaction).first)
+        #expect(answer.statusCode == 200)
+        #expect(answer.body == F.aliceSDP)
+    }
 }

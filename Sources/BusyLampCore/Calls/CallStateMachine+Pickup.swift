@@ -180,23 +180,26 @@ extension CallStateMachine {
     /// state calls for: a final 480 while its INVITE is unanswered, else a BYE in its dialog
     /// (RFC 3261 §15: a UAS may not BYE before its 2xx).
     mutating func abandonPickup() -> [CallAction] {
-        var actions: [CallAction] = []
-        if let picker {
-            if picker.finalStatus == nil {
-                actions += answer(
-                    .picker,
-                    with: Self.reply(to: picker.invite.request, 480, "Pickup Failed", toTag: picker.localTag)
-                )
-            } else {
-                actions += hangUp(.picker)
-            }
-        }
+        var actions = endPickerLeg()
         if caller.finalStatus == nil {
             return actions + finish(callerStatus: 480, reason: "Pickup Failed")
         }
         actions += hangUp(.caller)
         phase = .ended
         return actions + lamps() + endIfDone()
+    }
+
+    /// The picker's side of a pickup that ends: a final 480 while its INVITE is unanswered,
+    /// else a BYE in its dialog (there is none to BYE in before its 2xx).
+    mutating func endPickerLeg() -> [CallAction] {
+        guard let picker else { return [] }
+        guard picker.finalStatus != nil else {
+            return answer(
+                .picker,
+                with: Self.reply(to: picker.invite.request, 480, "Pickup Failed", toTag: picker.localTag)
+            )
+        }
+        return hangUp(.picker)
     }
 
     /// The picker sent CANCEL before its pickup completed: 487 to it, and the caller, whose

@@ -295,9 +295,13 @@ public struct CallStateMachine: Sendable {
         case .ringing:
             return finish(callerStatus: 487, reason: nil)
         case .pickingUp:
-            var actions = finish(callerStatus: 487, reason: nil)
-            actions += hangUp(.picker)
-            return actions
+            // RFC 3261 §9.2: a CANCEL after the final response changes nothing. A caller that
+            // sent no offer has its 200 (carrying the picker's offer) before the picker has one;
+            // its ACK completes the pickup, or its silence ends it. (The request-path fuzzer
+            // found the picker's INVITE left unanswered for good when this CANCEL ended the call.)
+            guard caller.finalStatus == nil else { return [] }
+            let actions = endPickerLeg()
+            return actions + finish(callerStatus: 487, reason: nil)
         case .answered, .talking, .ended:
             return []
         }
